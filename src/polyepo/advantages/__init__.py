@@ -1,0 +1,190 @@
+"""Advantage estimators: per-rollout rewards (and strategy clusters) in, advantages out.
+
+Pure NumPy. Every estimator has one signature and works on one *group* (one prompt's N
+rollouts)::
+
+    estimator(rewards[N], clusters[N] | None, **options) -> float64[N]
+
+Look estimators up by name in :data:`ESTIMATORS` (``get_estimator("poly_epo")``), run one
+on one group with :func:`group_advantages`, or over many groups of possibly unequal sizes
+with :func:`compute_advantages`.
+
+Registered estimators:
+
+============  ==================================================================  ========
+name          advantage                                                           clusters
+============  ==================================================================  ========
+grpo          (r - mean) / (std + eps)                                            no
+dr_grpo       r - mean                                                            no
+rloo          r - leave-one-out mean                                              no
+grpo_div      centred r + weight * (N/|cluster| - 1)/(N - 1)                      yes
+poly_epo      polychromic marginal set advantage, closed form                     yes
+pass_at_k     marginal set advantage of max reward in the set, closed form        no
+set_rl        any set objective, all subsets or K sampled subsets                 depends
+============  ==================================================================  ========
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from ..registry import Registry, UnknownNameError
+from ._checks import check_rewards
+from .baselines import (
+    diversity_bonus,
+    dr_grpo_advantages,
+    grpo_advantages,
+    grpo_div_advantages,
+    rloo_advantages,
+)
+from .closed_form import pass_at_k_advantages, poly_epo_advantages
+from .set_rl import (
+    SET_OBJECTIVES,
+    all_subsets,
+    marginal_from_sets,
+    sample_subsets,
+    set_rl_advantages,
+)
+
+Estimator = Callable[..., np.ndarray]
+ESTIMATORS: Registry[Estimator] = Registry("estimator")
+
+for _name, _fn in {
+    "grpo": grpo_advantages,
+    "dr_grpo": dr_grpo_advantages,
+    "rloo": rloo_advantages,
+    "grpo_div": grpo_div_advantages,
+    "poly_epo": poly_epo_advantages,
+    "pass_at_k": pass_at_k_advantages,
+    "set_rl": set_rl_advantages,
+}.items():
+    ESTIMATORS.register(_name)(_fn)
+
+#: Estimators that cannot run without cluster ids.
+NEEDS_CLUSTERS = frozenset({"grpo_div", "poly_epo"})
+
+
+def get_estimator(name: str) -> Estimator:
+    """The estimator registered as ``name``; the error lists the valid names."""
+    return ESTIMATORS.get(name)
+
+
+def estimator_options(name: str) -> dict[str, object]:
+    """The keyword options of estimator ``name`` and their defaults."""
+    sig = inspect.signature(get_estimator(name))
+    return {
+        p.name: p.default
+        for p in list(sig.parameters.values())[2:]
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+
+
+def check_options(name: str, options: dict[str, object]) -> None:
+    """Raise ``ValueError`` naming any option that estimator ``name`` does not take."""
+    valid = estimator_options(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"estimator {name!r} has no option(s) {', '.join(map(repr, unknown))}; "
+            f"valid options: {', '.join(valid) or '(none)'}"
+        )
+
+
+def group_advantages(estimator: str, rewards, clusters=None, **options) -> np.ndarray:
+    """Run estimator ``estimator`` on one group, checking its options first."""
+    fn = get_estimator(estimator)
+    check_options(estimator, options)
+    return fn(rewards, clusters, **options)
+
+
+def _group_slices(total: int, group_sizes, group_ids) -> list[np.ndarray]:
+    if (group_sizes is None) == (group_ids is None):
+        raise ValueError("give exactly one of group_sizes (int or list of ints) and group_ids")
+    if group_ids is not None:
+        ids = np.asarray(group_ids)
+        if ids.shape != (total,):
+            raise ValueError(f"group_ids has shape {ids.shape}; expected ({total},), one per rollout")
+        _, inverse = np.unique(ids, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.flatnonzero(np.diff(inverse[order])) + 1
+        return np.split(order, bounds)
+    if isinstance(group_sizes, (int, np.integer)) and not isinstance(group_sizes, bool):
+        if group_sizes < 1 or total % group_sizes:
+            raise ValueError(
+                f"group_sizes={group_sizes} does not divide the {total} rollouts into equal groups"
+            )
+        group_sizes = [int(group_sizes)] * (total // int(group_sizes))
+    sizes = [int(s) for s in group_sizes]
+    if any(s < 1 for s in sizes):
+        raise ValueError(f"group_sizes must all be >= 1 (an empty group has no advantage); got {sizes}")
+    if sum(sizes) != total:
+        raise ValueError(f"group_sizes add up to {sum(sizes)} but there are {total} rollouts")
+    bounds = np.cumsum(sizes)[:-1]
+    return np.split(np.arange(total), bounds)
+
+
+def compute_advantages(
+    rewards,
+    clusters=None,
+    *,
+    group_sizes: int | Sequence[int] | None = None,
+    group_ids: Sequence[object] | None = None,
+    estimator: str = "poly_epo",
+    **options,
+) -> np.ndarray:
+    """Advantages for a flat batch of rollouts made of several groups.
+
+    Args:
+        rewards: ``[B]`` rewards of all rollouts.
+        clusters: ``[B]`` cluster ids, or None for estimators that do not use them.
+        group_sizes: an int (every group has that many adjacent rollouts, as TRL's
+            ``num_generations``) or a list of sizes of adjacent groups, possibly unequal.
+        group_ids: alternatively one group label per rollout (any order, as verl's uid).
+        estimator: a name in :data:`ESTIMATORS`.
+        **options: the estimator's options (``set_size``, ``reduction`` ...).
+
+    Returns:
+        ``float64[B]``, aligned with ``rewards``.
+    """
+    fn = get_estimator(estimator)
+    check_options(estimator, options)
+    r = check_rewards(rewards)
+    c = None if clusters is None else np.asarray(clusters)
+    if c is not None and c.shape != r.shape:
+        raise ValueError(f"clusters has shape {c.shape} but rewards has shape {r.shape}")
+    if c is None and estimator in NEEDS_CLUSTERS:
+        raise ValueError(f"estimator {estimator!r} needs cluster ids; clusters is None")
+    out = np.empty(r.size)
+    for g, idx in enumerate(_group_slices(r.size, group_sizes, group_ids)):
+        try:
+            out[idx] = fn(r[idx], None if c is None else c[idx], **options)
+        except ValueError as e:
+            raise type(e)(f"group {g} (rollouts {idx.tolist()[:8]}{'...' if idx.size > 8 else ''}): {e}") from e
+    return out
+
+
+__all__ = [
+    "ESTIMATORS",
+    "NEEDS_CLUSTERS",
+    "SET_OBJECTIVES",
+    "UnknownNameError",
+    "all_subsets",
+    "check_options",
+    "compute_advantages",
+    "diversity_bonus",
+    "dr_grpo_advantages",
+    "estimator_options",
+    "get_estimator",
+    "group_advantages",
+    "grpo_advantages",
+    "grpo_div_advantages",
+    "marginal_from_sets",
+    "pass_at_k_advantages",
+    "poly_epo_advantages",
+    "rloo_advantages",
+    "sample_subsets",
+    "set_rl_advantages",
+]

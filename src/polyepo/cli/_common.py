@@ -1,0 +1,64 @@
+"""Helpers shared by the command modules: parsing, printing, clean error exits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``message`` as an error and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def user_errors(fn: F) -> F:
+    """Turn ValueError/KeyError/OSError raised by library code into a one-line error exit."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, KeyError, OSError, OverflowError) as e:
+            raise fail(str(e).strip("'\"")) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_number_list(text: str, name: str, cast: Callable[[str], object] = float) -> list:
+    """``"1,0,0.5"`` or ``"[1, 0, 0.5]"`` -> list; clear error naming the option."""
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{name}: not valid JSON ({e})") from None
+        return [cast(str(v)) for v in values]
+    try:
+        return [cast(v.strip()) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{name}: expected comma-separated numbers, got {text!r}") from None
+
+
+def parse_options(pairs: list[str]) -> dict[str, object]:
+    """``["key=value", ...]`` -> dict; values parsed as JSON when they can be (1, 0.5, true, [0,100])."""
+    out: dict[str, object] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--option expects key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out

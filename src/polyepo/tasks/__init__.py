@@ -1,0 +1,23 @@
+"""Problem sets: each task yields rows with a ``prompt`` and the columns its reward needs.
+
+Tasks are registered by name in :data:`TASKS` (``load_task("toy_paths")``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..registry import Registry
+from .base import Task
+
+#: name -> factory(**options) -> Task
+TASKS: Registry[Callable[..., Task]] = Registry("task")
+
+
+def load_task(name: str, **options: Any) -> Task:
+    """Build the task registered as ``name`` with its options."""
+    return TASKS.get(name)(**options)
+
+
+__all__ = ["TASKS", "Task", "load_task"]

@@ -1,0 +1,35 @@
+"""The numbers printed in the docs are the numbers the code computes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from polyepo.advantages import (
+    dr_grpo_advantages,
+    grpo_div_advantages,
+    pass_at_k_advantages,
+    poly_epo_advantages,
+)
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def test_worked_example_table_in_closed_form_doc():
+    text = (DOCS / "closed-form.md").read_text()
+    section = text.split("## 9. Worked example")[1].split("## 10.")[0]
+    rows = [line for line in section.splitlines() if re.match(r"\|\s*\d", line)]
+    table = np.array([[float(x) for x in line.strip("|").split("|")] for line in rows])
+    assert table.shape == (8, 9)
+    r, c = table[:, 1], table[:, 2].astype(int)
+    expected = np.column_stack([
+        dr_grpo_advantages(r),
+        poly_epo_advantages(r, c, 4),
+        poly_epo_advantages(r, c, 4, reduction="mean"),
+        poly_epo_advantages(r, c, 4, min_distinct=1, degenerate=(100,), reduction="mean"),
+        grpo_div_advantages(r, c),
+        pass_at_k_advantages(r, None, 4),
+    ])
+    np.testing.assert_allclose(table[:, 3:], expected, atol=5e-5)
