@@ -1,0 +1,216 @@
+"""``toy_paths``: a task where exploration is measurable on a laptop in minutes.
+
+A layered graph: a start node S, a first layer A1..Aw, a second layer B1..Bw, a target T, and
+every edge S-Ai, Ai-Bj, Bj-T. Each instance blocks some edges and says which in the prompt;
+the answer is a route ``S Ai Bj T`` that uses no blocked edge. There are w^2 routes, several
+of them correct on most instances, and the strategy of an answer is exactly its route (no
+judge needed). The route ``S A1 B1 T`` is the *popular* one: the supervised warm start favours
+it and the training split rarely blocks it, so RL that collapses onto one strategy collapses
+onto it. The ``heldout`` split always blocks it (a visible perturbation the training data
+rarely showed, as the "perturbed start" tests of the polychromic-PPO paper): a policy that
+kept other routes alive still solves those instances, a collapsed one does not.
+
+Prompt:  ``blocked: S A2 , A1 B3 , B2 T . path:``      answer:  `` S A3 B1 T``
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..clustering.base import CLUSTERERS, DEGENERATE, ClusterResult
+from ..rewards import REWARDS
+from . import TASKS
+from .base import Component
+
+START, TARGET = "S", "T"
+MAX_WIDTH = 5
+SPLITS = ("train", "test", "heldout")
+SPLIT_SEEDS = {"train": 0, "test": 1, "heldout": 2}
+
+
+def layer(prefix: str, width: int) -> list[str]:
+    return [f"{prefix}{i}" for i in range(1, width + 1)]
+
+
+def vocabulary(max_width: int = MAX_WIDTH) -> list[str]:
+    """Every word a prompt or answer can contain (the toy tokenizer's vocabulary)."""
+    return ["blocked:", "path:", ",", ".", START, TARGET, *layer("A", max_width), *layer("B", max_width)]
+
+
+def route_edges(a: str, b: str) -> list[tuple[str, str]]:
+    return [(START, a), (a, b), (b, TARGET)]
+
+
+def all_edges(width: int) -> list[tuple[str, str]]:
+    A, B = layer("A", width), layer("B", width)
+    return [(START, a) for a in A] + [(a, b) for a in A for b in B] + [(b, TARGET) for b in B]
+
+
+def parse_route(text: str, width: int) -> tuple[str, str] | None:
+    """``(Ai, Bj)`` if ``text`` starts with a well-formed route ``S Ai Bj T``, else None."""
+    words = text.replace("\n", " ").split()
+    if len(words) < 4 or words[0] != START or words[3] != TARGET:
+        return None
+    a, b = words[1], words[2]
+    if a not in layer("A", width) or b not in layer("B", width):
+        return None
+    return a, b
+
+
+def route_id(a: str, b: str, width: int) -> int:
+    """Strategy id of route (Ai, Bj): 1 .. width^2 (0 and 100 stay free for degenerate)."""
+    return (int(a[1:]) - 1) * width + int(b[1:])
+
+
+@TASKS.register("toy_paths")
+@dataclass
+class ToyPathsTask:
+    """The toy task. ``rows(split)`` is deterministic: the same split always gives the same rows.
+
+    Args:
+        width: nodes per layer (2..5); there are width^2 routes.
+        block_prob: chance that each edge off the popular route is blocked.
+        popular_block_prob: chance that each edge of the popular route is blocked (train/test).
+        sizes: rows per split.
+        min_valid: every instance keeps at least this many correct routes.
+    """
+
+    width: int = 3
+    block_prob: float = 0.3
+    popular_block_prob: float = 0.05
+    sizes: dict[str, int] = field(default_factory=lambda: {"train": 4000, "test": 200, "heldout": 200})
+    min_valid: int = 2
+    name: str = "toy_paths"
+    splits: tuple[str, ...] = SPLITS
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.width <= MAX_WIDTH:
+            raise ValueError(f"width must be in [2, {MAX_WIDTH}], got {self.width}")
+        for name in ("block_prob", "popular_block_prob"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 1 <= self.min_valid < self.width**2:
+            raise ValueError(f"min_valid must be in [1, {self.width**2 - 1}], got {self.min_valid}")
+        unknown = set(self.sizes) - set(SPLITS)
+        if unknown:
+            raise ValueError(f"sizes has unknown split(s) {sorted(unknown)}; valid splits: {', '.join(SPLITS)}")
+
+    @property
+    def popular(self) -> tuple[str, str]:
+        return ("A1", "B1")
+
+    @property
+    def reward(self) -> Component:
+        return Component("toy_paths", {"width": self.width})
+
+    @property
+    def clusterer(self) -> Component:
+        return Component("toy_paths", {"width": self.width})
+
+    def routes(self) -> list[tuple[str, str]]:
+        return [(a, b) for a in layer("A", self.width) for b in layer("B", self.width)]
+
+    def sample_instance(self, rng: random.Random, split: str) -> list[tuple[str, str]]:
+        """Blocked edges of one instance of ``split``."""
+        popular = set(route_edges(*self.popular))
+        while True:
+            blocked = [e for e in all_edges(self.width)
+                       if rng.random() < (self.popular_block_prob if e in popular else self.block_prob)]
+            if split == "heldout" and not popular & set(blocked):
+                blocked.append(rng.choice(sorted(popular)))
+            valid = [r for r in self.routes() if not set(route_edges(*r)) & set(blocked)]
+            if len(valid) >= self.min_valid:
+                return sorted(blocked, key=all_edges(self.width).index)
+
+    def rows(self, split: str, limit: int | None = None) -> list[dict[str, Any]]:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r} for toy_paths; valid splits: {', '.join(SPLITS)}")
+        rng = random.Random(f"toy_paths/{self.width}/{SPLIT_SEEDS[split]}")
+        count = self.sizes.get(split, 200) if limit is None else min(limit, self.sizes.get(split, 200))
+        out = []
+        for i in range(count):
+            blocked = self.sample_instance(rng, split)
+            valid = [r for r in self.routes() if not set(route_edges(*r)) & set(blocked)]
+            out.append({
+                "prompt": "blocked: " + " , ".join(f"{u} {v}" for u, v in blocked) + " . path:",
+                "problem_id": f"{split}-{i}",
+                "blocked": [f"{u} {v}" for u, v in blocked],
+                "valid_routes": [route_id(a, b, self.width) for a, b in valid],
+            })
+        return out
+
+    def warmstart_answer(self, row: dict[str, Any], rng: random.Random, noise: float, popular_bias: float) -> str:
+        """One answer of the supervised warm-start data for ``row``.
+
+        With probability ``noise`` a uniformly random route (blocked or not: the sloppy part of
+        the "pretraining" data); otherwise a correct route, the popular one with probability
+        ``popular_bias`` when it is correct, else uniform over the other correct routes.
+        """
+        routes = self.routes()
+        if rng.random() < noise:
+            a, b = rng.choice(routes)
+        else:
+            valid = [r for r in routes if route_id(*r, self.width) in row["valid_routes"]]
+            others = [r for r in valid if r != self.popular]
+            if self.popular in valid and (rng.random() < popular_bias or not others):
+                a, b = self.popular
+            else:
+                a, b = rng.choice(others)
+        return f" {START} {a} {b} {TARGET}"
+
+
+def _text(completion: Any) -> str:
+    if isinstance(completion, list):  # conversational: [{"role": "assistant", "content": ...}]
+        return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
+    return str(completion)
+
+
+def _blocked(row_blocked: Any) -> set[tuple[str, str]]:
+    return {tuple(e.split()) for e in row_blocked}  # type: ignore[misc]
+
+
+@REWARDS.register("toy_paths")
+def make_toy_paths_reward(width: int = 3):
+    """Reward 1.0 for a well-formed route that uses no blocked edge, else 0.0.
+
+    Reads the ``blocked`` column. ``last_stats`` holds the counts of the last call.
+    """
+
+    def toy_paths_reward(prompts, completions, blocked, **_: Any) -> list[float]:
+        out = []
+        malformed = 0
+        for completion, row_blocked in zip(completions, blocked, strict=True):
+            route = parse_route(_text(completion), width)
+            if route is None:
+                malformed += 1
+                out.append(0.0)
+                continue
+            out.append(0.0 if set(route_edges(*route)) & _blocked(row_blocked) else 1.0)
+        toy_paths_reward.last_stats = {"malformed": malformed, "scored": len(out)}
+        return out
+
+    toy_paths_reward.last_stats = {}
+    toy_paths_reward.__name__ = "toy_paths"
+    return toy_paths_reward
+
+
+class ToyPathsClusterer:
+    """Exact strategies of the toy task: the route taken; malformed answers are degenerate."""
+
+    name = "toy_paths"
+
+    def __init__(self, width: int = 3, degenerate_id: int = DEGENERATE) -> None:
+        self.width = width
+        self.degenerate_id = degenerate_id
+
+    def cluster(self, prompt: str, responses, **context: Any) -> ClusterResult:
+        ids = []
+        for r in responses:
+            route = parse_route(_text(r), self.width)
+            ids.append(self.degenerate_id if route is None else route_id(*route, self.width))
+        return ClusterResult(ids=ids, backend=self.name)
+
+
+CLUSTERERS.register("toy_paths")(ToyPathsClusterer)
