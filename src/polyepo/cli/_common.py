@@ -62,3 +62,28 @@ def parse_options(pairs: list[str]) -> dict[str, object]:
         except json.JSONDecodeError:
             out[key.strip()] = raw
     return out
+
+
+def quiet_libraries() -> None:
+    """Silence library chatter (weight-loading bars, per-example dataset bars, warnings) so
+    that polyepo's own progress and results stay readable. Errors still print."""
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    for name in ("transformers", "datasets", "trl", "accelerate"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import datasets
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        datasets.utils.logging.disable_progress_bar()
+        datasets.utils.logging.set_verbosity_error()
+    except ImportError:
+        pass

@@ -58,6 +58,9 @@ def resolve_model(name_or_path: str | os.PathLike, *, rebuild: bool = False) -> 
     if is_model_dir(target) and not rebuild:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    import sys
+
+    print(f"polyepo: building bundled model {name!r} into {target} (first use only)", file=sys.stderr)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
         builder(tmp)

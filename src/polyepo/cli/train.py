@@ -1,0 +1,128 @@
+"""``polyepo train``, ``polyepo compare``, ``polyepo models`` and ``polyepo tasks``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from . import app
+from ._common import console, quiet_libraries, user_errors
+
+ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", help="YAML run config (see examples/).")]
+OverridesArg = Annotated[Optional[list[str]], typer.Argument(
+    help="Overrides key=value, dotted for sections: trainer.max_steps=50 model=smollm2-135m.")]
+
+
+@app.command()
+@user_errors
+def train(
+    config: ConfigOpt = None,
+    overrides: OverridesArg = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate everything and push one group through generation, reward, clustering and the advantage; no training.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue from the newest checkpoint in output_dir.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Delete a non-empty output_dir first.")] = False,
+    list_trainer_keys: Annotated[bool, typer.Option("--list-trainer-keys", help="List every trainer.* key with its default and help.")] = False,
+) -> None:
+    """Train a model with Poly-EPO (or any estimator) on TRL's GRPOTrainer."""
+    from ..train.config import load_run_config
+
+    quiet_libraries()
+    if list_trainer_keys:
+        _print_trainer_keys()
+        return
+    cfg = load_run_config(config, overrides or [])
+    if dry_run:
+        from ..train.run import dry_run as run_dry
+
+        _print_dry_run(run_dry(cfg))
+        return
+    from ..train.run import train as run_train
+
+    out = run_train(cfg, resume=resume, overwrite=overwrite)
+    console.print(f"[green]done[/]: model in {out / 'final'}, logs in {out / 'log.jsonl'}")
+
+
+def _print_dry_run(info: dict) -> None:
+    console.print(f"[bold]dry run OK[/]: task {info['task']} ({info['rows']} training rows), model {info['model']} "
+                  f"({info['parameters']:,} parameters), reward {info['reward']}, clusterer {info['clusterer']}, "
+                  f"estimator {info['estimator']}; output_dir {info['output_dir']}")
+    console.print(f"prompt: {info['prompt'][:300]!r}", highlight=False)
+    table = Table("i", "completion", "reward", "cluster", "advantage")
+    for i, comp in enumerate(info["completions"]):
+        cl = "-" if info["clusters"] is None else str(info["clusters"][i])
+        table.add_row(str(i), repr(comp[:80]), f"{info['rewards'][i]}", cl, f"{info['advantages'][i]:+.4f}")
+    console.print(table)
+
+
+def _print_trainer_keys() -> None:
+    from dataclasses import MISSING
+
+    from ..train.config import trainer_fields
+
+    table = Table("key", "default", "help")
+    for name, f in sorted(trainer_fields().items()):
+        default = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else "")
+        table.add_row(name, repr(default), (f.metadata or {}).get("help", "")[:160])
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def compare(
+    config: ConfigOpt = None,
+    overrides: OverridesArg = None,
+    estimators: Annotated[str, typer.Option(help="Comma-separated estimators to train.")] = "dr_grpo,poly_epo",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
+    resume: Annotated[bool, typer.Option(help="Skip runs whose final model exists; resume interrupted ones.")] = True,
+    evaluate: Annotated[bool, typer.Option("--eval/--no-eval", help="Evaluate the base model and every run after training, then build the report.")] = True,
+) -> None:
+    """Train the same config with several estimators x seeds (only the advantage differs), then evaluate and report."""
+    from ..train.compare import run_compare
+
+    quiet_libraries()
+    out = run_compare(config, overrides or [], [e.strip() for e in estimators.split(",") if e.strip()],
+                      [int(s) for s in seeds.split(",") if s.strip()], resume=resume, evaluate=evaluate)
+    console.print(f"[green]done[/]: {out}")
+
+
+@app.command()
+@user_errors
+def models(
+    build: Annotated[Optional[str], typer.Option(help="Build (or rebuild) this bundled model into the cache now.")] = None,
+) -> None:
+    """List the bundled models (all offline) and whether they are built in the cache."""
+    from ..train.models import MODELS, cache_dir, is_model_dir, resolve_model
+
+    if build:
+        path = resolve_model(build, rebuild=True)
+        console.print(f"built {build} -> {path}")
+    table = Table("name", "built", "what it is")
+    for name in MODELS.names():
+        built = is_model_dir(cache_dir() / "models" / name)
+        doc = (MODELS.get(name).__doc__ or "").strip().splitlines()[0]
+        table.add_row(name, "yes" if built else "on first use", doc)
+    console.print(table)
+    console.print(f"cache: {cache_dir()} (set POLYEPO_CACHE to move it)")
+
+
+@app.command()
+@user_errors
+def tasks(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the registered tasks with their splits, reward and clusterer."""
+    from ..tasks import TASKS
+
+    rows = []
+    for name in TASKS.names():
+        task = TASKS.get(name)()
+        rows.append({"name": name, "splits": list(task.splits), "reward": task.reward.name,
+                     "clusterer": task.clusterer.name if task.clusterer else None})
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table("task", "splits", "reward", "clusterer")
+    for r in rows:
+        table.add_row(r["name"], ", ".join(r["splits"]), r["reward"], str(r["clusterer"]))
+    console.print(table)

@@ -1,0 +1,160 @@
+"""Run configuration: one YAML file (plus ``key=value`` overrides) describes a training run.
+
+Every top-level key is a field of :class:`RunConfig`; the ``trainer`` section holds the fields
+of :class:`polyepo.train.trl.PolyEPOConfig` (TRL's ``GRPOConfig`` plus the set-RL settings).
+Unknown keys and invalid values fail before anything heavy is loaded, with a message that names
+the key and lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is wrong; the message names it."""
+
+
+@dataclass
+class RunConfig:
+    """One training run. ``output_dir`` may use ``{task}``, ``{estimator}``, ``{seed}`` and ``{model}``."""
+
+    model: str = "toy-paths-base"
+    """A bundled model name (see `polyepo models`), a model directory, or a run directory."""
+    task: str = "toy_paths"
+    """A registered task (see `polyepo tasks`)."""
+    task_options: dict[str, Any] = field(default_factory=dict)
+    """Options of the task's factory."""
+    train_split: str = "train"
+    """The task split to train on."""
+    train_limit: int | None = None
+    """Use only the first N rows of the split."""
+    reward: str | None = None
+    """Reward function name; default: the task's."""
+    reward_options: dict[str, Any] = field(default_factory=dict)
+    """Options of the reward function; with reward unset, they update the task's defaults."""
+    clusterer: str | None = None
+    """Strategy clusterer name; default: the task's. 'none' disables clustering."""
+    clusterer_options: dict[str, Any] = field(default_factory=dict)
+    """Options of the clusterer; with clusterer unset, they update the task's defaults."""
+    output_dir: str = "runs/{task}/{estimator}-seed{seed}"
+    """Where checkpoints, log.jsonl, run.yaml and the final model go."""
+    trainer: dict[str, Any] = field(default_factory=dict)
+    """PolyEPOConfig / GRPOConfig settings (estimator, set_size, learning_rate, max_steps, ...)."""
+    eval: dict[str, Any] = field(default_factory=dict)
+    """Evaluation settings used by `polyepo compare` after training (splits, n, ...)."""
+
+    def resolved_output_dir(self) -> Path:
+        seed = self.trainer.get("seed", 42)
+        estimator = self.trainer.get("estimator", "poly_epo")
+        return Path(self.output_dir.format(task=self.task, estimator=estimator, seed=seed,
+                                           model=Path(str(self.model)).name))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _suggest(key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """YAML reads ``1e-3`` as a string; turn such values into the field's scalar type."""
+    if isinstance(annotation, str):
+        annotation = {"float": float, "int": int, "bool": bool, "str": str}.get(annotation.split("|")[0].strip(), Any)
+    origin = typing.get_origin(annotation)
+    options = typing.get_args(annotation) if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) else (annotation,)
+    if value is None or not isinstance(value, str):
+        if float in options and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+    for typ in options:
+        if typ is float:
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if typ is int:
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        if typ is bool and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    if str in options or Any in options:
+        return value
+    raise ConfigError(f"{key}: expected {annotation}, got {value!r}")
+
+
+def trainer_fields() -> dict[str, dataclasses.Field]:
+    from .trl import PolyEPOConfig
+
+    return {f.name: f for f in dataclasses.fields(PolyEPOConfig) if f.init}
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["trainer.learning_rate=1e-4", "model=smollm2-135m"]`` -> nested dict (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. trainer.max_steps=50)")
+        key, raw = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override of {p!r}")
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_run_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML run config, apply overrides, check every key, coerce scalar types."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        loaded = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of keys, got {type(loaded).__name__}")
+        data = loaded
+    data = _merge(data, parse_overrides(overrides or []))
+    valid = {f.name: f for f in dataclasses.fields(RunConfig)}
+    for key in data:
+        if key not in valid:
+            raise ConfigError(f"unknown config key {key!r}{_suggest(key, list(valid))}; valid keys: {', '.join(valid)}")
+    hints = typing.get_type_hints(RunConfig)
+    kwargs = {k: _coerce(v, hints[k], k) for k, v in data.items()}
+    for key in ("task_options", "reward_options", "clusterer_options", "trainer", "eval"):
+        if key in kwargs and kwargs[key] is not None and not isinstance(kwargs[key], dict):
+            raise ConfigError(f"{key} must be a mapping, got {kwargs[key]!r}")
+    cfg = RunConfig(**{k: v for k, v in kwargs.items() if v is not None or k in ("reward", "clusterer", "train_limit")})
+    tf = trainer_fields()
+    trainer = {}
+    for key, value in (cfg.trainer or {}).items():
+        if key not in tf:
+            raise ConfigError(f"unknown trainer key {key!r}{_suggest(key, list(tf))}; see `polyepo train --list-trainer-keys`")
+        trainer[key] = _coerce(value, tf[key].type, f"trainer.{key}")
+    cfg.trainer = trainer
+    return cfg
+
+
+def dump_run_config(cfg: RunConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,203 @@
+"""PolyEPOTrainer on a tiny real model: it trains, logs, resumes, and differs from GRPO only in advantages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("trl")
+
+from datasets import Dataset  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+from trl import GRPOConfig, GRPOTrainer  # noqa: E402
+
+from polyepo.advantages import poly_epo_advantages  # noqa: E402
+from polyepo.rewards import make_reward  # noqa: E402
+from polyepo.tasks import load_task  # noqa: E402
+from polyepo.train.config import ConfigError, load_run_config  # noqa: E402
+from polyepo.train.run import prepare  # noqa: E402
+from polyepo.train.trl import PolyEPOConfig, PolyEPOTrainer, check_trl_compatibility  # noqa: E402
+
+COMMON = dict(use_cpu=True, bf16=False, per_device_train_batch_size=16, num_generations=8, max_completion_length=6,
+              learning_rate=1e-3, report_to=[], save_strategy="no", temperature=1.0, top_k=0, disable_tqdm=True,
+              logging_steps=1, seed=0)
+
+
+def toy_dataset(n=64):
+    return Dataset.from_list(load_task("toy_paths").rows("train", n))
+
+
+def make_trainer(model_dir, tmp_path, **overrides):
+    args = PolyEPOConfig(output_dir=str(tmp_path), clusterer="toy_paths", clusterer_options={"width": 3},
+                         **{**COMMON, **overrides})
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    return PolyEPOTrainer(model=model, reward_funcs=[make_reward("toy_paths")], args=args,
+                          train_dataset=toy_dataset(), processing_class=tok)
+
+
+def weights(model):
+    return torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+
+
+def test_poly_epo_trains_and_logs(toy_base, tmp_path):
+    trainer = make_trainer(toy_base, tmp_path, max_steps=3)
+    before = weights(trainer.model)
+    trainer.train()
+    after = weights(trainer.model)
+    assert torch.isfinite(after).all() and not torch.equal(before, after)
+    logs = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    step_logs = [row for row in logs if "reward" in row]
+    assert [row["step"] for row in step_logs] == [1, 2, 3]
+    for row in step_logs:
+        assert np.isfinite(row["loss"])
+        assert 0 <= row["polyepo/clusters_distinct_correct"] <= row["polyepo/clusters_distinct"] <= 8
+        assert row["polyepo/cluster_failures"] == 0
+        assert abs(row["polyepo/advantage_mean"]) < 1e-9
+
+
+def test_advantages_are_the_estimator_over_logged_groups(toy_base, tmp_path):
+    trainer = make_trainer(toy_base, tmp_path, max_steps=1)
+    trainer.train()
+    rewards = np.array(trainer._logs["rewards"]["toy_paths"])
+    clusters = np.array(trainer._logs["extra"]["cluster"])
+    adv = np.array(trainer._logs["advantages"])
+    assert rewards.shape == clusters.shape == adv.shape == (16,)
+    for s in (0, 8):
+        np.testing.assert_allclose(adv[s:s + 8], poly_epo_advantages(rewards[s:s + 8], clusters[s:s + 8], 4))
+
+
+def test_dr_grpo_matches_plain_trl_exactly(toy_base, tmp_path):
+    """estimator=dr_grpo reproduces TRL's own GRPO (no std scaling) bit for bit: same samples,
+    same loss, same update. So a poly_epo run differs from the baseline in the advantage only."""
+    ours = make_trainer(toy_base, tmp_path / "ours", max_steps=2, estimator="dr_grpo")
+    ours.train()
+    plain_args = GRPOConfig(output_dir=str(tmp_path / "plain"), loss_type="dr_grpo", scale_rewards="none",
+                            epsilon_high=0.28, max_steps=2, **COMMON)
+    plain = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(toy_base), reward_funcs=[make_reward("toy_paths")],
+                        args=plain_args, train_dataset=toy_dataset(), processing_class=AutoTokenizer.from_pretrained(toy_base))
+    plain.train()
+    assert list(ours._logs["completion"]) == list(plain._logs["completion"])
+    np.testing.assert_allclose(list(ours._logs["advantages"]), list(plain._logs["advantages"]), atol=1e-6)
+    assert torch.allclose(weights(ours.model), weights(plain.model), atol=1e-6)
+
+
+def test_poly_epo_sees_the_same_first_samples_as_grpo(toy_base, tmp_path):
+    runs = {}
+    for est in ("dr_grpo", "poly_epo"):
+        t = make_trainer(toy_base, tmp_path / est, max_steps=1, estimator=est)
+        t.train()
+        runs[est] = t
+    assert list(runs["dr_grpo"]._logs["completion"]) == list(runs["poly_epo"]._logs["completion"])
+    assert list(runs["dr_grpo"]._logs["rewards"]["toy_paths"]) == list(runs["poly_epo"]._logs["rewards"]["toy_paths"])
+    assert list(runs["dr_grpo"]._logs["advantages"]) != list(runs["poly_epo"]._logs["advantages"])
+
+
+def test_resume_continues_the_step_count(toy_base, tmp_path):
+    first = make_trainer(toy_base, tmp_path, max_steps=2, save_strategy="steps", save_steps=2)
+    first.train()
+    assert (tmp_path / "checkpoint-2").is_dir()
+    second = make_trainer(toy_base, tmp_path, max_steps=4, save_strategy="steps", save_steps=2)
+    second.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+    assert second.state.global_step == 4
+    steps = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert 1 in steps and 2 in steps and 3 in steps and 4 in steps
+
+
+def test_trl_compatibility_check_fails_loudly(monkeypatch):
+    check_trl_compatibility()
+    monkeypatch.setattr(GRPOTrainer, "_calculate_rewards", lambda self, inputs, prompts: None)
+    with pytest.raises(RuntimeError, match="changed the private API"):
+        check_trl_compatibility()
+
+
+def test_missing_reward_capture_fails_loudly(toy_base, tmp_path, monkeypatch):
+    trainer = make_trainer(toy_base, tmp_path, max_steps=1)
+    monkeypatch.setattr(PolyEPOTrainer, "_calculate_rewards", GRPOTrainer._calculate_rewards)
+    with pytest.raises(RuntimeError, match="did not see the rewards"):
+        trainer.train()
+
+
+# --- configuration errors, before any training ------------------------------------------
+
+
+def write(tmp_path, text):
+    p = tmp_path / "run.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize(
+    "text, overrides, match",
+    [
+        ("modle: toy-paths-base\n", [], r"unknown config key 'modle' \(did you mean 'model'\?\)"),
+        ("trainer: {learning_rte: 1e-3}\n", [], r"unknown trainer key 'learning_rte' \(did you mean 'learning_rate'\?\)"),
+        ("trainer: {estimator: polyepo}\n", [], "valid estimators: dr_grpo"),
+        ("trainer: {set_size: 9, num_generations: 8}\n", [], "set_size=9 exceeds num_generations=8"),
+        ("trainer: {learning_rate: fast}\n", [], "trainer.learning_rate: expected"),
+        ("task: nope\n", [], "valid tasks: .*toy_paths"),
+        ("train_split: validation\n", [], "valid splits: train, test, heldout"),
+        ("clusterer: nope\n", [], "valid clusterers"),
+        ("task_options: {width: 9}\n", [], "width must be in"),
+        ("", ["trainer.max_steps"], "must look like key=value"),
+        ("trainer: {estimator: poly_epo}\nclusterer: none\n", [], "needs strategy clusters"),
+    ],
+)
+def test_bad_configs_fail_before_training(tmp_path, text, overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        prepare(load_run_config(write(tmp_path, text), overrides))
+
+
+def test_yaml_scalars_are_coerced(tmp_path):
+    cfg = load_run_config(write(tmp_path, "trainer: {learning_rate: 1e-3, max_steps: 5}\n"), ["trainer.beta=0"])
+    assert cfg.trainer == {"learning_rate": 1e-3, "max_steps": 5, "beta": 0.0}
+    assert isinstance(cfg.trainer["beta"], float)
+
+
+def test_cli_bad_key_exits_2_with_message(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "polyepo", "train", "--config", str(write(tmp_path, "trainer: {lr: 1}\n"))],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "unknown trainer key 'lr'" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_cli_train_and_resume_end_to_end(toy_base, tmp_path):
+    cfg = write(tmp_path, f"model: {toy_base}\noutput_dir: {tmp_path}/run-{{estimator}}\n"
+                          "trainer: {max_steps: 2, save_steps: 2, per_device_train_batch_size: 16, logging_steps: 1}\n")
+    cmd = [sys.executable, "-m", "polyepo", "train", "--config", str(cfg)]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    run = tmp_path / "run-poly_epo"
+    assert (run / "final" / "config.json").is_file() and (run / "run.yaml").is_file()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    resumed = subprocess.run([*cmd, "--resume", "trainer.max_steps=3"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    state = json.loads((run / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+
+
+@pytest.mark.slow
+def test_two_processes_gather_complete_groups(toy_base, tmp_path):
+    """Two CPU processes (torchrun, gloo): each process holds half of every group; the
+    advantages each process trains on are its slice of the estimator over whole groups."""
+    script = Path(__file__).parent / "helpers" / "two_process_train.py"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           str(script), str(toy_base), str(tmp_path)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    rewards = np.array(ranks[0]["global_rewards"])
+    clusters = np.array(ranks[0]["global_clusters"])
+    assert ranks[1]["global_clusters"] == ranks[0]["global_clusters"]  # clustered once, broadcast
+    assert rewards.shape == (8,)  # one group of 8, four completions on each process
+    expected = poly_epo_advantages(rewards, clusters, 4)
+    local = np.concatenate([ranks[0]["local_advantages"], ranks[1]["local_advantages"]])
+    np.testing.assert_allclose(local, expected, atol=1e-6)
+    assert ranks[0]["local_size"] == ranks[1]["local_size"] == 4
