@@ -38,8 +38,13 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return max(ckpts, key=lambda p: int(p.name.split("-")[-1])) if ckpts else None
 
 
-def resolve_model(name_or_path: str | os.PathLike, *, rebuild: bool = False) -> Path:
-    """A local model directory for a bundled name, a model directory, or a run directory."""
+def resolve_model(name_or_path: str | os.PathLike, *, rebuild: bool = False) -> Path | str:
+    """A local model directory for a bundled name, a model directory, or a run directory.
+
+    A name that is none of these but looks like a model-hub id (``org/name``, e.g.
+    ``Qwen/Qwen3-4B-Base``) is returned unchanged for ``from_pretrained`` to fetch: that needs
+    network access, which the default (bundled) path never does.
+    """
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         if is_model_dir(path):
@@ -53,6 +58,8 @@ def resolve_model(name_or_path: str | os.PathLike, *, rebuild: bool = False) -> 
         raise ValueError(f"{path} is a directory but holds no model (config.json + *.safetensors), "
                          "final/ or checkpoint-N/")
     name = str(name_or_path)
+    if name not in MODELS and "/" in name and not name.startswith((".", "/", "~")):
+        return name  # a hub id, for users with network access
     builder = MODELS.get(name)  # unknown names list the bundled ones
     target = cache_dir() / "models" / name
     if is_model_dir(target) and not rebuild:
