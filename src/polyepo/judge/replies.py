@@ -30,7 +30,9 @@ def parse_json_object(text: str | None) -> dict[str, Any]:
     start, end = text.find("{"), text.rfind("}")
     if 0 <= start < end:
         candidates.append(text[start : end + 1])
-    error = "no JSON object found"
+    if "{" not in text and "[" not in text:
+        raise InvalidReply("no JSON object found in the reply")
+    error = "no JSON object found in the reply"
     for candidate in candidates:
         try:
             value = json.loads(candidate)
