@@ -11,13 +11,12 @@ import re
 
 import numpy as np
 import pytest
-from conftest import fast_judge
 
 from polyepo.advantages import poly_epo_advantages
 from polyepo.clustering import group_metrics, make_clusterer
 from polyepo.clustering.judge import render_prompt, validate_reply
 from polyepo.judge import InvalidReply, JudgeFailedError
-from polyepo.judge.testing import Reply, Status, last_user_message
+from polyepo.judge.testing import Reply, Status, fast_options, last_user_message
 
 pytest.importorskip("openai")
 
@@ -41,7 +40,7 @@ def tag_judge(body) -> Reply:
 
 
 def judge(server, **options):
-    opts = {"prompt": "math", **fast_judge(server), **options}
+    opts = {"prompt": "math", **fast_options(server), **options}
     return make_clusterer("judge", **opts)
 
 

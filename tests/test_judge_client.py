@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
 import time
 
 import pytest
-from conftest import fast_judge
 
 from polyepo.judge import (
     FailurePolicy,
@@ -19,13 +19,13 @@ from polyepo.judge import (
     parse_json_object,
 )
 from polyepo.judge.limits import CircuitBreaker, RateLimiter, backoff_delay
-from polyepo.judge.testing import ChatServer, Raw, Reply, Status, last_user_message
+from polyepo.judge.testing import ChatServer, Raw, Reply, Status, fast_options, last_user_message
 
 pytest.importorskip("openai")
 
 
 def client_for(server, **overrides) -> JudgeClient:
-    return JudgeClient(JudgeConfig(**fast_judge(server, **overrides)), namespace="test")
+    return JudgeClient(JudgeConfig(**fast_options(server, **overrides)), namespace="test")
 
 
 def ask(text="hello", validate=parse_json_object) -> JudgeRequest:
@@ -168,7 +168,7 @@ def test_concurrency_limit_holds_across_threads(chat_server):
 
 
 def test_identical_requests_in_a_batch_are_sent_once(chat_server):
-    chat_server.responder = lambda body: Reply('{"echo": "%s"}' % last_user_message(body))
+    chat_server.responder = lambda body: Reply(json.dumps({"echo": last_user_message(body)}))
     outs = client_for(chat_server).complete_many([ask("a"), ask("b"), ask("a"), ask("a")])
     assert [o.value["echo"] for o in outs] == ["a", "b", "a", "a"]
     assert len(chat_server.requests) == 2

@@ -12,7 +12,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from . import app
-from ._common import console, err_console, parse_options, user_errors
+from ._common import console, err_console, fail, parse_options, user_errors
 
 BackendOpt = Annotated[str, typer.Option("--backend", "-b", help="Clusterer name (see `polyepo clusterers`).")]
 OptionOpt = Annotated[Optional[list[str]], typer.Option(
@@ -46,6 +46,15 @@ def read_groups(source: str) -> list[dict[str, Any]]:
 
 
 def _cluster_all(clusterer: Any, groups: list[dict[str, Any]], chunk: int) -> list[Any]:
+    from ..judge import JudgeFailedError
+
+    try:
+        return _cluster_chunks(clusterer, groups, chunk)
+    except JudgeFailedError as e:
+        raise fail(str(e), code=1) from None
+
+
+def _cluster_chunks(clusterer: Any, groups: list[dict[str, Any]], chunk: int) -> list[Any]:
     results: list[Any] = []
     with Progress(console=err_console, transient=True, disable=len(groups) <= chunk) as bar:
         task = bar.add_task("clustering", total=len(groups))
@@ -119,10 +128,14 @@ def cluster_eval(
     """Agreement of a backend with labelled strategies: adjusted Rand index, pairwise precision/recall."""
     from ..clustering import make_clusterer
     from ..clustering.evaluate import evaluate_clusterer, load_labelled
+    from ..judge import JudgeFailedError
 
     groups = load_labelled(source)
     clusterer = make_clusterer(backend, **parse_options(option or []))
-    result = evaluate_clusterer(clusterer, groups, degenerate=getattr(clusterer, "degenerate", 100))
+    try:
+        result = evaluate_clusterer(clusterer, groups, degenerate=getattr(clusterer, "degenerate", 100))
+    except JudgeFailedError as e:
+        raise fail(str(e), code=1) from None
     if as_json:
         print(json.dumps(result))
         return

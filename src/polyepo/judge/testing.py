@@ -175,6 +175,16 @@ def _error_body(message: str, code: int) -> bytes:
     return json.dumps({"error": {"message": message, "type": "test_error", "param": None, "code": code}}).encode()
 
 
+def fast_options(server: ChatServer, **overrides: Any) -> dict[str, Any]:
+    """:class:`~polyepo.judge.JudgeConfig` options aimed at ``server``: tiny backoffs, no
+    persistent cache, no breaker, so failure paths run in milliseconds."""
+    options: dict[str, Any] = dict(model="test-judge", base_url=server.base_url, cache_path=None,
+                                   backoff_initial_s=0.01, backoff_max_s=0.05, max_retries=2, timeout_s=5.0,
+                                   breaker_after=0)
+    options.update(overrides)
+    return options
+
+
 def last_user_message(body: dict[str, Any]) -> str:
     """Text of the last user turn of a recorded request body."""
     return next((m.get("content", "") for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
