@@ -39,3 +39,11 @@ def test_embeddings_are_unit_vectors(embedder):
     v = embedder.encoder.encode(["one sentence", "another, longer sentence about something else"])
     assert v.shape == (2, 384)
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+
+
+def test_agreement_row_in_the_docs(embedder):
+    from test_cluster_eval_metrics import docs_agreement_row, measured_agreement
+
+    default = make_clusterer("embedding")
+    default._encoder = embedder.encoder  # the same model, loaded once
+    assert docs_agreement_row("`embedding` (threshold 0.15)") == measured_agreement(default)

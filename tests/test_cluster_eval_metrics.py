@@ -158,3 +158,24 @@ def test_load_labelled_reads_jsonl_and_checks_lengths(tmp_path):
         load_labelled(bad)
     with pytest.raises(ValueError, match="neither a file nor one of: humaneval_strategies"):
         load_labelled("nope")
+
+
+
+def docs_agreement_row(label: str) -> list[float]:
+    """The four figures printed in docs/clustering.md's agreement table for ``label``."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "clustering.md").read_text()
+    line = next(x for x in text.splitlines() if x.startswith(f"| {label} |"))
+    return [float(v) for v in line.strip("|").split("|")[1:5]]
+
+
+def measured_agreement(clusterer) -> list[float]:
+    s = evaluate_clusterer(clusterer, load_labelled("humaneval_strategies"))["summary"]
+    return [round(v + 1e-12, 2) for v in (s["ari"], s["pair_precision"], s["pair_recall"], s["degenerate_recall"])]
+
+
+def test_agreement_table_in_the_docs_is_what_the_code_measures():
+    assert docs_agreement_row("`python_ast` (defaults)") == measured_agreement(make_clusterer("python_ast"))
+    exact = make_clusterer("exact", canonicalize="normalize_names")
+    assert docs_agreement_row("`exact` with `canonicalize=normalize_names`") == measured_agreement(exact)

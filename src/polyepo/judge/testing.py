@@ -55,6 +55,11 @@ class Raw:
 Action = Reply | Status | Raw
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # accept bursts of concurrent clients (the default backlog is 5)
+    daemon_threads = True
+
+
 class ChatServer:
     """See the module docstring. Use as a context manager; ``base_url`` ends in ``/v1``."""
 
@@ -67,8 +72,7 @@ class ChatServer:
         self.max_in_flight = 0
         self._script: deque[Action] = deque()
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread: threading.Thread | None = None
 
     @property
