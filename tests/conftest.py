@@ -1,4 +1,5 @@
-"""Shared fixtures: a private model cache and a small warm-started toy model."""
+"""Shared fixtures: a private model cache, a small warm-started toy model, and a scripted
+OpenAI-compatible server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from polyepo.judge.testing import ChatServer
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +27,10 @@ def toy_base(model_cache, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("toy-base")
     return warmstart_toy_paths(WarmstartConfig(examples=1500, epochs=2.0), out)
+
+
+@pytest.fixture
+def chat_server():
+    """A fresh loopback chat-completions server; script it with ``push`` or a responder."""
+    with ChatServer() as server:
+        yield server

@@ -3,10 +3,40 @@
 Every backend follows :class:`Clusterer` and is registered by name in :data:`CLUSTERERS`
 (``make_clusterer("python_ast")``). Degenerate responses (empty, gibberish, off-task) get
 the reserved id :data:`DEGENERATE` (100 unless configured).
+
+Backends: ``judge`` (an LLM over any OpenAI-compatible endpoint), ``python_ast`` (code
+structure), ``embedding`` (sentence embeddings), ``answer`` (final answer or a key
+function), ``exact`` (normalised text). Importing this package loads none of torch,
+transformers or openai; a backend imports what it needs when it is built or first used.
 """
 
 from __future__ import annotations
 
-from .base import CLUSTERERS, DEGENERATE, Clusterer, ClusterResult, make_clusterer
+from . import embedding, judge, offline, python_ast  # noqa: F401  (each registers its backend)
+from .base import (
+    CLUSTERERS,
+    DEGENERATE,
+    BaseClusterer,
+    Clusterer,
+    ClusterResult,
+    Group,
+    as_group,
+    make_clusterer,
+    relabel,
+)
+from .metrics import METRIC_KEYS, aggregate_metrics, group_metrics
 
-__all__ = ["CLUSTERERS", "DEGENERATE", "ClusterResult", "Clusterer", "make_clusterer"]
+__all__ = [
+    "CLUSTERERS",
+    "DEGENERATE",
+    "METRIC_KEYS",
+    "BaseClusterer",
+    "ClusterResult",
+    "Clusterer",
+    "Group",
+    "aggregate_metrics",
+    "as_group",
+    "group_metrics",
+    "make_clusterer",
+    "relabel",
+]
