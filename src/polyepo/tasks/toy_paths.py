@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..clustering.base import CLUSTERERS, DEGENERATE, ClusterResult
+from ..clustering.base import CLUSTERERS, DEGENERATE, BaseClusterer, ClusterResult
 from ..rewards import REWARDS
 from . import TASKS
 from .base import Component
@@ -196,21 +196,21 @@ def make_toy_paths_reward(width: int = 3):
     return toy_paths_reward
 
 
-class ToyPathsClusterer:
-    """Exact strategies of the toy task: the route taken; malformed answers are degenerate."""
+class ToyPathsClusterer(BaseClusterer):
+    """Exact strategies of the toy task: the route's id (1..width^2); malformed answers are degenerate."""
 
     name = "toy_paths"
 
-    def __init__(self, width: int = 3, degenerate_id: int = DEGENERATE) -> None:
+    def __init__(self, width: int = 3, *, degenerate: int = DEGENERATE) -> None:
+        super().__init__(degenerate=degenerate)
         self.width = width
-        self.degenerate_id = degenerate_id
 
     def cluster(self, prompt: str, responses, **context: Any) -> ClusterResult:
         ids = []
         for r in responses:
             route = parse_route(_text(r), self.width)
-            ids.append(self.degenerate_id if route is None else route_id(*route, self.width))
-        return ClusterResult(ids=ids, backend=self.name)
+            ids.append(self.degenerate if route is None else route_id(*route, self.width))
+        return ClusterResult(ids=ids, backend=self.name, degenerate=self.degenerate)
 
 
 CLUSTERERS.register("toy_paths")(ToyPathsClusterer)

@@ -35,7 +35,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from ..advantages import NEEDS_CLUSTERS, check_options, estimator_options, get_estimator
 from ..clustering import ClusterResult, make_clusterer
-from .cluster_stats import group_cluster_stats
+from ..clustering.metrics import aggregate_metrics, group_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -259,16 +259,32 @@ class PolyEPOTrainer(GRPOTrainer):
         m["polyepo/time_advantage_s"].append(adv_s)
         if pending["clusters"] is None:
             return
-        c = np.asarray(pending["clusters"]).reshape(-1, G)
-        r = np.nan_to_num(rewards, nan=-math.inf).reshape(-1, G)
-        per_group = [group_cluster_stats(ci, ri >= self.args.correct_threshold, degenerate=self.args.degenerate)
-                     for ci, ri in zip(c, r)]
-        for key in per_group[0]:
-            m[f"polyepo/{key}"].append(float(np.mean([g[key] for g in per_group])))
         results: list[ClusterResult] = pending["results"]
-        m["polyepo/cluster_failures"].append(float(sum(res.failed for res in results)))
-        m["polyepo/cluster_cache_hits"].append(float(sum(res.cache_hit for res in results)))
-        m["polyepo/cluster_retries"].append(float(sum(res.retries for res in results)))
+        r = np.nan_to_num(rewards, nan=-math.inf).reshape(-1, G)
+        step = aggregate_metrics([
+            group_metrics(res, rewards=ri, correct_threshold=self.args.correct_threshold, degenerate=self.args.degenerate)
+            for res, ri in zip(results, r, strict=True)
+        ])
+        for key, value in step.items():
+            if key in CLUSTER_LOG_KEYS:
+                m[CLUSTER_LOG_KEYS[key]].append(float(value))
+
+
+#: clustering.metrics key -> logged name (see docs/training.md)
+CLUSTER_LOG_KEYS = {
+    "distinct": "polyepo/clusters_distinct",
+    "distinct_correct": "polyepo/clusters_distinct_correct",
+    "distinct_incorrect": "polyepo/clusters_distinct_incorrect",
+    "degenerate": "polyepo/degenerate_per_group",
+    "correct": "polyepo/correct_per_group",
+    "judge_failed": "polyepo/cluster_failures",
+    "fallback": "polyepo/cluster_fallbacks",
+    "zero_diversity": "polyepo/cluster_zero_diversity",
+    "cache_hit": "polyepo/cluster_cache_hits",
+    "requests": "polyepo/judge_requests",
+    "retries": "polyepo/judge_retries",
+    "reasks": "polyepo/judge_reasks",
+}
 
 
 class JsonlLogCallback(TrainerCallback):
