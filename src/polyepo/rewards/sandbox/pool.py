@@ -178,6 +178,7 @@ class SandboxPool:
         self._uid_base = 1_000_000_000 + (os.getpid() % 1_000_000) * 1000
         self._next_uid = 0
         self._closed = False
+        self._servers: set[_Server] = set()
 
     @property
     def isolation(self) -> str:
@@ -186,13 +187,27 @@ class SandboxPool:
             self._release(self._acquire())
         return self._level  # type: ignore[return-value]
 
+    def server_pids(self) -> list[int]:
+        """Process ids of the running sandbox servers (for monitoring and tests)."""
+        return [s.proc.pid for s in list(self._servers) if s.proc.poll() is None]
+
+    def warm(self) -> float:
+        """Start every server now (they otherwise start on first use); the seconds it took."""
+        start = time.perf_counter()
+        servers = [self._acquire() for _ in range(self.workers)]
+        for server in servers:
+            self._release(server)
+        return time.perf_counter() - start
+
     def _start(self) -> _Server:
         with self._lock:
             uid = self._uid_base + self._next_uid % 1000
             self._next_uid += 1
         self.counters["server_starts"] += 1
         if self._level is not None:
-            return _Server(self.config, self._level, uid)
+            server = _Server(self.config, self._level, uid)
+            self._servers.add(server)
+            return server
         wanted = self.config.isolation
         candidates = [wanted] if wanted != "auto" else (LEVELS if os.geteuid() == 0 else LEVELS[1:])
         reasons = []
@@ -203,6 +218,7 @@ class SandboxPool:
                 reasons.append(f"{level}: {e}")
                 continue
             self._level = level
+            self._servers.add(server)
             if level != "full":
                 _warn_once(f"polyepo sandbox: isolation level {level!r}, not 'full' "
                            f"({'; '.join(reasons) or 'as configured'}). Not covered: {_NOT_COVERED[level]}.")
@@ -236,6 +252,7 @@ class SandboxPool:
             self._started -= 1
         if server is not None:
             server.close()
+        self._servers = {s for s in self._servers if s.proc.poll() is None}
 
     def run(self, job: Job, limits: Limits | None = None) -> SandboxResult:
         """Run one job; a broken sandbox is retried once on a fresh server."""

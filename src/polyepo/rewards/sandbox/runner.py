@@ -25,7 +25,6 @@ import gc
 import io
 import linecache
 import os
-import random
 import signal
 import sys
 import threading
@@ -276,8 +275,7 @@ def _kill_descendants(pid: int) -> None:
 
 def run(program: str, mode: str, namespaces: bool) -> None:
     """Run ``program`` (mode ``function``: then the test from the test pipe). Never returns."""
-    _fresh_stdio()
-    random.seed()
+    _fresh_stdio()  # (the random module reseeds itself in every forked child)
     sys.argv = ["main.py"]
     sys.addaudithook(_refuse_audit_hooks)
     module = types.ModuleType("__main__")
