@@ -62,20 +62,25 @@ def assert_nothing_left(pool: SandboxPool) -> None:
 
 
 class SupervisorKiller(threading.Thread):
-    """Kill the job supervisor (a server's child) of the next ``times`` jobs: a sandbox failure."""
+    """Kill job supervisors (a server's children) that have run ``min_age_s``: a sandbox failure.
 
-    def __init__(self, pool: SandboxPool, times: int) -> None:
+    Only supervisors of slow jobs are hit, so quick jobs running beside them are not.
+    """
+
+    def __init__(self, pool: SandboxPool, times: int, min_age_s: float = 0.2) -> None:
         super().__init__(daemon=True)
-        self.pool, self.times, self.killed = pool, times, 0
+        self.pool, self.times, self.min_age_s, self.killed = pool, times, min_age_s, 0
         self.stop = threading.Event()
 
     def run(self) -> None:
-        seen: set[int] = set()
+        first_seen: dict[int, float] = {}
         while not self.stop.is_set() and self.killed < self.times:
+            now = time.monotonic()
             for server in self.pool.server_pids():
                 for child in _children(server):
-                    if child not in seen and _children(child):  # a supervisor that started its init
-                        seen.add(child)
+                    seen = first_seen.setdefault(child, now)
+                    if seen is not None and now - seen >= self.min_age_s:
+                        first_seen[child] = None  # type: ignore[assignment]
                         try:
                             os.kill(child, signal.SIGKILL)
                             self.killed += 1

@@ -6,8 +6,8 @@ import os
 import warnings
 
 import pytest
-from _sandbox_helpers import SupervisorKiller, assert_nothing_left
 
+from _sandbox_helpers import SupervisorKiller, assert_nothing_left
 from polyepo.rewards.code import (
     as_job,
     run_python_tests,

@@ -13,8 +13,8 @@ import time
 import uuid
 
 import pytest
-from _sandbox_helpers import assert_nothing_left
 
+from _sandbox_helpers import assert_nothing_left
 from polyepo.rewards.sandbox import Job, Limits, SandboxPool
 
 TEST = "def check(candidate):\n    assert candidate() == 1\n"

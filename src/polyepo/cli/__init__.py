@@ -17,8 +17,7 @@ app = typer.Typer(
 )
 
 # Importing a command module registers its commands on ``app``.
-from . import advantage  # noqa: E402,F401
-from . import score  # noqa: E402,F401
+from . import advantage, score  # noqa: E402,F401
 
 
 def main() -> None:

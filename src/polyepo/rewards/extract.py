@@ -75,7 +75,7 @@ def fenced_blocks(text: str) -> list[tuple[str, str]]:
 
 def _from_fences(text: str, name: str | None) -> str | None:
     blocks = [(tag, code) for tag, code in fenced_blocks(text) if tag in _PY_TAGS and _parses(code)]
-    for tag, code in reversed(blocks):
+    for _, code in reversed(blocks):
         if _defines(code, name):
             return code
     return blocks[-1][1] if blocks and name is None else None

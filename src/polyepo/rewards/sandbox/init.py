@@ -30,6 +30,7 @@ from . import runner
 from .rootfs import WORKDIR
 from .runner import _kill_descendants
 
+
 def run_environment(workdir: str) -> dict[str, str]:
     """The complete environment a program sees."""
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
