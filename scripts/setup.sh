@@ -7,6 +7,6 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-extras="dev"
-[ "${1:-}" = "test" ] && extras="dev"
+extras="rewards"
+[ "${1:-}" = "test" ] && extras="dev,rewards"
 .venv/bin/python -m pip install -q -e ".[${extras}]"

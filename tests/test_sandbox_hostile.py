@@ -226,3 +226,14 @@ def test_program_cannot_signal_its_supervisors_or_see_host_processes(pool):
     r, t = run(pool, program)
     assert r.passed, r.detail
     assert t < SLACK_S
+
+
+def test_the_sandbox_source_is_hidden_from_programs(pool):
+    needs_namespaces(pool)
+    import polyepo
+
+    package = os.path.dirname(polyepo.__file__)
+    program = f"import os\nseen = os.listdir({package!r})\ndef f():\n    return 1 if seen == [] else 0\n"
+    r, t = run(pool, program)
+    assert r.passed, r.detail  # the protocol's code is not there to be read
+    assert t < SLACK_S

@@ -70,7 +70,7 @@ class Limits:
     cpu_s: float | None = None
     """CPU-time limit per process (RLIMIT_CPU); None: equal to timeout_s."""
     memory_mb: int = 1024
-    """Address-space limit per process (RLIMIT_AS), interpreter included (~40 MB of it)."""
+    """Address-space limit per process (RLIMIT_AS), the interpreter's ~30 MB included."""
     max_processes: int = 32
     """Processes and threads of the run's uid (RLIMIT_NPROC)."""
     max_output_bytes: int = 1 << 20
@@ -88,7 +88,7 @@ class Limits:
         if self.cpu_s is not None and not self.cpu_s > 0:
             raise ValueError(f"cpu_s must be a positive number or None, got {self.cpu_s!r}")
         if self.memory_mb < 64:
-            raise ValueError(f"memory_mb must be at least 64 (the interpreter alone needs ~40), got {self.memory_mb}")
+            raise ValueError(f"memory_mb must be at least 64 (the interpreter alone maps ~30), got {self.memory_mb}")
 
     def resolved(self) -> dict:
         out = asdict(self)

@@ -10,6 +10,7 @@ counted in :attr:`SandboxPool.counters`. It is never turned into a failed test.
 from __future__ import annotations
 
 import atexit
+import itertools
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ DEFAULT_PRELOAD = ("math", "re", "json", "collections", "itertools", "functools"
                    "datetime", "array", "dataclasses", "enum", "cmath", "numbers", "textwrap", "unicodedata",
                    "queue", "threading", "contextlib", "io", "struct")
 _WARNED: set[str] = set()
+_UIDS = itertools.count()  # runs of different servers never share a uid (RLIMIT_NPROC is per uid)
 _NOT_COVERED = {
     "userns": "programs run under your own uid (mapped to root inside, with no capabilities), so the "
               "process-count limit is shared with your other processes in that namespace",
@@ -175,8 +177,6 @@ class SandboxPool:
         self._lock = threading.Lock()
         self._started = 0
         self._level: str | None = None
-        self._uid_base = 1_000_000_000 + (os.getpid() % 1_000_000) * 1000
-        self._next_uid = 0
         self._closed = False
         self._servers: set[_Server] = set()
 
@@ -200,9 +200,7 @@ class SandboxPool:
         return time.perf_counter() - start
 
     def _start(self) -> _Server:
-        with self._lock:
-            uid = self._uid_base + self._next_uid % 1000
-            self._next_uid += 1
+        uid = 1_000_000_000 + (os.getpid() % 1_000_000) * 1000 + next(_UIDS) % 1000  # unused by anyone else
         self.counters["server_starts"] += 1
         if self._level is not None:
             server = _Server(self.config, self._level, uid)
@@ -341,17 +339,20 @@ class _progress:
             self.bar.stop()
 
 
-_SHARED: dict[SandboxConfig, SandboxPool] = {}
+_SHARED: dict[tuple[int, SandboxConfig], SandboxPool] = {}
 _SHARED_LOCK = threading.Lock()
 
 
 def shared_pool(config: SandboxConfig | None = None, workers: int | None = None) -> SandboxPool:
-    """The process-wide pool for ``config`` (created on first use, grown to ``workers``)."""
-    config = config or SandboxConfig()
+    """The process-wide pool for ``config`` (created on first use, grown to ``workers``).
+
+    Keyed by process id too: a forked child never talks to its parent's servers.
+    """
+    key = (os.getpid(), config or SandboxConfig())
     with _SHARED_LOCK:
-        pool = _SHARED.get(config)
+        pool = _SHARED.get(key)
         if pool is None:
-            pool = _SHARED[config] = SandboxPool(config, workers)
+            pool = _SHARED[key] = SandboxPool(key[1], workers)
         elif workers and workers > pool.workers:
             pool.workers = workers
         return pool
@@ -359,5 +360,6 @@ def shared_pool(config: SandboxConfig | None = None, workers: int | None = None)
 
 @atexit.register
 def _close_shared() -> None:
-    for pool in _SHARED.values():
-        pool.close()
+    for (pid, _), pool in _SHARED.items():
+        if pid == os.getpid():
+            pool.close()
