@@ -22,8 +22,8 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from . import protocol as proto
@@ -201,7 +201,7 @@ class SandboxPool:
 
     def _start(self) -> _Server:
         uid = 1_000_000_000 + (os.getpid() % 1_000_000) * 1000 + next(_UIDS) % 1000  # unused by anyone else
-        self.counters["server_starts"] += 1
+        self._count("server_starts")
         if self._level is not None:
             server = _Server(self.config, self._level, uid)
             self._servers.add(server)
@@ -224,23 +224,28 @@ class SandboxPool:
         raise SandboxBroken("no sandbox isolation level could start: " + "; ".join(reasons))
 
     def _acquire(self) -> _Server:
-        if self._closed:
-            raise RuntimeError("this SandboxPool is closed")
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        with self._lock:
-            grow = self._started < self.workers
-            self._started += grow
-        if not grow:
-            return self._idle.get()
-        try:
-            return self._start()
-        except BaseException:
+        """An idle server, a new one while fewer than ``workers`` run, else wait for one."""
+        while True:
+            if self._closed:
+                raise RuntimeError("this SandboxPool is closed")
+            try:
+                return self._idle.get_nowait()
+            except queue.Empty:
+                pass
             with self._lock:
-                self._started -= 1
-            raise
+                grow = self._started < self.workers
+                self._started += grow
+            if grow:
+                try:
+                    return self._start()
+                except BaseException:
+                    with self._lock:
+                        self._started -= 1
+                    raise
+            try:  # wait, but look again soon: a broken server frees a slot without an idle server
+                return self._idle.get(timeout=0.05)
+            except queue.Empty:
+                continue
 
     def _release(self, server: _Server | None) -> None:
         if server is not None and not self._closed:
@@ -252,54 +257,63 @@ class SandboxPool:
             server.close()
         self._servers = {s for s in self._servers if s.proc.poll() is None}
 
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self.counters[key] += 1
+
+    def _attempt(self, first: dict, second: dict, seconds: float) -> tuple[dict | None, str]:
+        """One try on one server: (result, "") or (None, why the sandbox failed)."""
+        try:
+            server = self._acquire()
+        except (SandboxBroken, OSError) as e:
+            if self._level is None:
+                raise  # no server ever started: a setup problem, not a transient failure
+            return None, f"could not start a server: {e}"
+        try:
+            data = server.run(first, second, seconds)
+        except (SandboxBroken, OSError, ValueError) as e:
+            server.close()
+            self._release(None)
+            return None, str(e)
+        tail = server.log_tail(1000) if data["status"] == "sandbox_error" else ""
+        self._release(server)
+        if data["status"] == "sandbox_error":
+            return None, data.get("detail", "sandbox_error") + (f"; server log: {tail}" if tail else "")
+        return data, ""
+
     def run(self, job: Job, limits: Limits | None = None) -> SandboxResult:
-        """Run one job; a broken sandbox is retried once on a fresh server."""
+        """Run one job; a sandbox failure is retried once, then returned as ``sandbox_error``."""
         limits = limits or Limits()
         first, second = job.messages(limits)
         runs = 1 if job.cases is None else len(job.cases)
         seconds = runs * (limits.timeout_s + 10.0) + 60.0
-        self.counters["jobs"] += 1
-        last = "unknown"
+        self._count("jobs")
         for attempt in range(2):
-            server: _Server | None = self._acquire()
-            data: dict = {}
-            try:
-                data = server.run(first, second, seconds)  # type: ignore[union-attr]
-            except (SandboxBroken, OSError, ValueError) as e:
-                server.close()  # type: ignore[union-attr]
-                server, last = None, str(e)
-            finally:
-                self._release(server)
-            if server is not None and data["status"] != "sandbox_error":
+            data, why = self._attempt(first, second, seconds)
+            if data is not None:
                 return SandboxResult.from_wire(data, self._level or "", attempt)
-            if server is not None:
-                tail = server.log_tail(1000)
-                last = data.get("detail", "sandbox_error") + (f"; server log: {tail}" if tail else "")
             if attempt == 0:
-                self.counters["retries"] += 1
-                log.warning("polyepo sandbox: sandbox failure, retrying once: %s", last)
-        self.counters["sandbox_errors"] += 1
-        log.error("polyepo sandbox: sandbox failure after a retry: %s", last)
-        return SandboxResult(status="sandbox_error", detail=last, isolation=self._level or "", retries=1)
+                self._count("retries")
+                log.warning("polyepo sandbox: sandbox failure, retrying once: %s", why)
+        self._count("sandbox_errors")
+        log.error("polyepo sandbox: sandbox failure after a retry: %s", why)
+        return SandboxResult(status="sandbox_error", detail=why, isolation=self._level or "", retries=1)
 
-    def run_many(self, jobs: Sequence[Job], limits: Limits | None = None, *, progress: bool = False,
-                 on_result: Callable[[int, SandboxResult], None] | None = None) -> list[SandboxResult]:
+    def run_many(self, jobs: Sequence[Job], limits: Limits | None = None, *,
+                 progress: bool = False) -> list[SandboxResult]:
         """Run ``jobs`` in parallel on up to ``workers`` servers; results in input order."""
         results: list[SandboxResult | None] = [None] * len(jobs)
         if not jobs:
             return []
         bar = _progress(progress, len(jobs))
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(jobs))) as pool:
-            futures = {pool.submit(self.run, job, limits): i for i, job in enumerate(jobs)}
-            from concurrent.futures import as_completed
-
-            for fut in as_completed(futures):
-                i = futures[fut]
-                results[i] = fut.result()
-                if on_result:
-                    on_result(i, results[i])  # type: ignore[arg-type]
-                bar.advance()
-        bar.stop()
+        try:
+            with ThreadPoolExecutor(max_workers=min(self.workers, len(jobs))) as pool:
+                futures = {pool.submit(self.run, job, limits): i for i, job in enumerate(jobs)}
+                for fut in as_completed(futures):
+                    results[futures[fut]] = fut.result()
+                    bar.advance()
+        finally:
+            bar.stop()
         return results  # type: ignore[return-value]
 
     def close(self) -> None:
