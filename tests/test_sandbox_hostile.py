@@ -237,3 +237,13 @@ def test_the_sandbox_source_is_hidden_from_programs(pool):
     r, t = run(pool, program)
     assert r.passed, r.detail  # the protocol's code is not there to be read
     assert t < SLACK_S
+
+
+def test_patched_standard_modules_and_import_hooks_are_restored(pool):
+    test = "import math\ndef check(candidate):\n    assert math.isclose(candidate(), 1.0)\n"
+    program = ("import math, sys, types\nmath.isclose = lambda *a, **k: True\nfake = types.ModuleType('math')\n"
+               "fake.isclose = lambda *a, **k: True\nclass Finder:\n    def find_spec(self, name, path=None, target=None):\n"
+               "        return None\nsys.meta_path.insert(0, Finder())\nsys.modules['math'] = fake\ndef f():\n    return 5.0\n")
+    r, t = run(pool, program, test=test)
+    assert r.status == "failed" and "math.isclose" in r.detail
+    assert t < SLACK_S

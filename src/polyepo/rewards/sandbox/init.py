@@ -133,7 +133,7 @@ def _confine(fds: Sequence[int], job: dict, ctx: dict, workdir: str) -> None:
         os.environ.clear()
         os.environ.update(run_environment(workdir))
         tempfile.tempdir = workdir
-        runner.run(job["program"], job["mode"], ctx["namespaces"])
+        runner.run(job["program"], job["mode"], ctx["namespaces"], ctx["preload"])
     except BaseException:
         import traceback
 

@@ -9,13 +9,14 @@ in-process part of the *proof of completion*:
    this code exits silently (only the original process speaks).
 3. Before asking for the test: leftover processes are killed, leftover threads are refused,
    trace/profile hooks, gc callbacks, signal handlers and timers are reset, the builtins
-   module is restored from a snapshot, and new audit hooks were refused all along.
+   module, the preloaded standard modules and the import system are restored from snapshots,
+   and new audit hooks were refused all along.
 4. Only then does the runner report ``P`` and receive the test on a pipe; after the test ran
    to its end it reports ``T`` and only then receives the nonce, which it echoes with ``K``.
 
 An adversarial program can still subvert the interpreter it shares with the test (ctypes
-writes, finalizers that run during the test, inspecting the caller's frame, patching stdlib
-modules the test imports). docs/rewards.md lists these limits.
+writes, finalizers that run during the test, inspecting the caller's frame, patching modules
+that were not preloaded). docs/rewards.md lists these limits.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import sys
 import threading
 import traceback
 import types
+from collections.abc import Sequence
 
 from . import protocol as proto
 
@@ -84,15 +86,17 @@ def _fresh_stdio() -> None:
 class _Runner:
     """Holds the references captured before user code runs."""
 
-    def __init__(self, namespaces: bool) -> None:
+    def __init__(self, namespaces: bool, protected: Sequence[str]) -> None:
         self.namespaces = namespaces
+        self.modules = {name: (sys.modules[name], dict(sys.modules[name].__dict__))
+                        for name in ("builtins", *protected) if name in sys.modules}
+        self.import_state = (list(sys.meta_path), list(sys.path_hooks), list(sys.path))
         self.write, self.read, self.exit, self.getpid = os.write, os.read, os._exit, os.getpid
         self.kill, self.listdir, self.waitpid = os.kill, os.listdir, os.waitpid
         self.compile, self.exec, self.eval = builtins.compile, builtins.exec, builtins.eval
         self.set_signal, self.setitimer = signal.signal, signal.setitimer
         self.settrace, self.setprofile = sys.settrace, sys.setprofile
         self.t_settrace, self.t_setprofile = threading.settrace, threading.setprofile
-        self.builtins_dict = dict(builtins.__dict__)
         self.builtins = builtins
         self.callbacks = gc.callbacks
         self.stdio = (sys.stdin, sys.stdout, sys.stderr)
@@ -196,7 +200,7 @@ class _Runner:
         return None
 
     def reset_interpreter(self, module: types.ModuleType) -> None:
-        """Undo the global hooks a program can install; restore builtins and stdio."""
+        """Undo the global hooks a program can install; restore builtins, preloaded modules, imports, stdio."""
         self.settrace(None)
         self.setprofile(None)
         self.t_settrace(None)  # type: ignore[arg-type]
@@ -214,8 +218,12 @@ class _Runner:
                 self.set_signal(sig, handler)
             except (OSError, ValueError):
                 pass
-        self.builtins.__dict__.clear()
-        self.builtins.__dict__.update(self.builtins_dict)
+        for name, (original, namespace) in self.modules.items():  # builtins and the preloaded modules
+            sys.modules[name] = original
+            original.__dict__.clear()
+            original.__dict__.update(namespace)
+        sys.meta_path[:], sys.path_hooks[:], sys.path[:] = (list(x) for x in self.import_state)
+        sys.path_importer_cache.clear()
         module.__dict__["__builtins__"] = self.builtins
         sys.stdin, sys.stdout, sys.stderr = self.stdio
 
@@ -273,8 +281,11 @@ def _kill_descendants(pid: int) -> None:
             pass
 
 
-def run(program: str, mode: str, namespaces: bool) -> None:
-    """Run ``program`` (mode ``function``: then the test from the test pipe). Never returns."""
+def run(program: str, mode: str, namespaces: bool, protected: Sequence[str] = ()) -> None:
+    """Run ``program`` (mode ``function``: then the test from the test pipe). Never returns.
+
+    ``protected``: modules whose namespaces are restored before the test (the preloaded ones).
+    """
     _fresh_stdio()  # (the random module reseeds itself in every forked child)
     sys.argv = ["main.py"]
     sys.addaudithook(_refuse_audit_hooks)
@@ -282,7 +293,7 @@ def run(program: str, mode: str, namespaces: bool) -> None:
     module.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = module
     linecache.cache["<program>"] = (len(program), None, program.splitlines(True), "<program>")
-    runner = _Runner(namespaces)
+    runner = _Runner(namespaces, protected)
     if not runner.run_program(program, module, script=mode == "stdio"):
         runner.finish(1)
     if mode == "stdio":

@@ -47,7 +47,8 @@ def enter_isolation(cfg: dict) -> dict:
     """Enter the requested level (or raise OSError); the context every job reads."""
     level = cfg["isolation"]
     with open("/proc/sys/kernel/cap_last_cap") as f:
-        ctx = {"level": level, "uid": cfg["uid"], "cap_last": int(f.read()), "namespaces": level != "rlimits"}
+        ctx = {"level": level, "uid": cfg["uid"], "cap_last": int(f.read()), "namespaces": level != "rlimits",
+               "preload": cfg["preload"]}
     if level == "rlimits":
         return ctx
     if level == "full":
