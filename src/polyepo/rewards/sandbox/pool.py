@@ -208,7 +208,7 @@ class SandboxPool:
             return server
         wanted = self.config.isolation
         candidates = [wanted] if wanted != "auto" else (LEVELS if os.geteuid() == 0 else LEVELS[1:])
-        reasons = []
+        reasons = ["full: needs root"] if wanted == "auto" and os.geteuid() != 0 else []
         for level in candidates:
             try:
                 server = _Server(self.config, level, uid)
