@@ -67,7 +67,7 @@ class SupervisorKiller(threading.Thread):
     Only supervisors of slow jobs are hit, so quick jobs running beside them are not.
     """
 
-    def __init__(self, pool: SandboxPool, times: int, min_age_s: float = 0.2) -> None:
+    def __init__(self, pool: SandboxPool, times: int, min_age_s: float = 0.3) -> None:
         super().__init__(daemon=True)
         self.pool, self.times, self.min_age_s, self.killed = pool, times, min_age_s, 0
         self.stop = threading.Event()

@@ -58,7 +58,7 @@ def _with_killed_supervisors(reward: CodeTestsReward, completions, times: int):
 
 
 def test_sandbox_error_is_none_counted_and_not_a_zero():
-    slow = "```python\nimport time\ntime.sleep(0.5)\ndef square(x):\n    return x * x\n```"
+    slow = "```python\nimport time\ntime.sleep(1.0)\ndef square(x):\n    return x * x\n```"
     f = CodeTestsReward(workers=1, max_sandbox_error_rate=1.0)
     values = _with_killed_supervisors(f, [slow, GOOD, GOOD, GOOD], times=2)  # the first job fails twice
     assert values == [None, 1.0, 1.0, 1.0]
@@ -66,7 +66,7 @@ def test_sandbox_error_is_none_counted_and_not_a_zero():
 
 
 def test_too_many_sandbox_errors_raise():
-    slow = "```python\nimport time\ntime.sleep(0.5)\ndef square(x):\n    return x * x\n```"
+    slow = "```python\nimport time\ntime.sleep(1.0)\ndef square(x):\n    return x * x\n```"
     f = CodeTestsReward(workers=1, max_sandbox_error_rate=0.25)
     with pytest.raises(SandboxBroken, match="1 of 2 runs hit a sandbox failure"):
         _with_killed_supervisors(f, [slow, GOOD], times=2)

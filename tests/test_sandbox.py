@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import tempfile
 import warnings
 
 import pytest
@@ -135,6 +137,7 @@ def test_weaker_isolation_levels_run_and_say_so(level, monkeypatch):
     if level == "userns" and not os.path.exists("/proc/self/ns/user"):
         pytest.skip("no user namespaces")
     monkeypatch.setattr(pool_module, "_WARNED", set())
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "polyepo-*")))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with SandboxPool(SandboxConfig(isolation=level), workers=1) as p:
@@ -146,6 +149,7 @@ def test_weaker_isolation_levels_run_and_say_so(level, monkeypatch):
             loop = p.run(Job("def add(a, b):\n    return a + b\nwhile True:\n    pass\n", test=ADD_TEST), Limits(timeout_s=1))
             assert_nothing_left(p)
     assert ok.passed and ok.isolation == level and loop.status == "timeout"
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "polyepo-*"))) <= before  # work dirs removed
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert len(messages) == 1 and f"isolation level {level!r}" in messages[0] and "Not covered" in messages[0]
 
@@ -154,7 +158,7 @@ def test_a_sandbox_failure_is_retried_once():
     with SandboxPool(workers=1) as p:
         killer = SupervisorKiller(p, times=1)
         killer.start()
-        r = p.run(Job("import time\ntime.sleep(0.5)\n" + ADD, test=ADD_TEST, entry_point="add"))
+        r = p.run(Job("import time\ntime.sleep(1.0)\n" + ADD, test=ADD_TEST, entry_point="add"))
         killer.stop.set()
     assert killer.killed == 1
     assert r.passed and r.retries == 1
@@ -165,7 +169,7 @@ def test_a_repeated_sandbox_failure_is_a_sandbox_error_not_a_fail():
     with SandboxPool(workers=1) as p:
         killer = SupervisorKiller(p, times=2)
         killer.start()
-        r = p.run(Job("import time\ntime.sleep(0.5)\n" + ADD, test=ADD_TEST, entry_point="add"))
+        r = p.run(Job("import time\ntime.sleep(1.0)\n" + ADD, test=ADD_TEST, entry_point="add"))
         killer.stop.set()
         after = p.run(Job(ADD, test=ADD_TEST, entry_point="add"))  # the pool recovers
     assert r.status == "sandbox_error" and not r.passed and r.retries == 1

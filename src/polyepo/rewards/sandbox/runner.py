@@ -298,11 +298,11 @@ def run(program: str, mode: str, namespaces: bool, protected: Sequence[str] = ()
         runner.finish(1)
     if mode == "stdio":
         runner.finish(0)
+    runner.reset_interpreter(module)  # first: the checks below use builtins the program may have patched
     problem = runner.stop_leftovers()
     if problem:
         runner.send(proto.TAG_ERROR, problem.encode())
         runner.finish(0)
-    runner.reset_interpreter(module)
     runner.send(proto.TAG_PROGRAM_DONE)
     message = runner.receive()
     strict, n = message[0] == 1, int.from_bytes(message[1:3], "big")
