@@ -1,8 +1,14 @@
 """Verifiable and judged rewards with TRL's reward-function contract.
 
 A reward function is ``f(prompts, completions, **columns) -> list[float | None]``: one value
-per completion, ``None`` where the function does not apply to that row. Factories are
-registered by name in :data:`REWARDS` (``make_reward("code_tests", timeout_s=5)``).
+per completion, ``None`` where the function does not apply to that row. Completions may be
+strings or TRL's conversational lists of messages. Factories are registered by name in
+:data:`REWARDS` (``make_reward("code_tests", timeout_s=5)``); the callables they return carry
+a ``last_stats`` dict refreshed on every call (docs/rewards.md lists its keys).
+
+Registered here: ``code_tests`` (:mod:`polyepo.rewards.code`, sandboxed unit tests) and
+``math_answer`` (:mod:`polyepo.rewards.math`, math-verify). Importing this package is light:
+math-verify and sympy load on first use.
 """
 
 from __future__ import annotations
@@ -22,5 +28,7 @@ def make_reward(name: str, **options: Any) -> RewardFunction:
     """Build the reward function registered as ``name`` with its options."""
     return REWARDS.get(name)(**options)
 
+
+from . import code, math  # noqa: E402,F401  (register the built-in reward functions)
 
 __all__ = ["REWARDS", "RewardFunction", "make_reward"]

@@ -20,7 +20,7 @@ def load_task(name: str, **options: Any) -> Task:
     return TASKS.get(name)(**options)
 
 
-# Built-in tasks register themselves on import (kept light: no torch, no datasets).
-from . import toy_paths  # noqa: E402,F401
+# Built-in tasks register themselves on import (kept light: heavy packages load on first use).
+from . import humaneval, toy_paths  # noqa: E402,F401
 
 __all__ = ["TASKS", "Task", "load_task"]

@@ -1,0 +1,138 @@
+"""The sandbox server: one long-lived process per worker, forking a confined tree per job.
+
+Started by the host pool as ``python -I -c ... main()`` with an empty environment and its
+stdin/stdout as the control pipes. At start it enters its isolation level once:
+
+- ``full`` (root): new mount, network, IPC, UTS and cgroup namespaces, the read-only root of
+  ``rootfs.py``; runs drop to an unprivileged uid of their own.
+- ``userns`` (no root, user namespaces allowed): the same namespaces inside a new user
+  namespace; runs keep the mapped uid with every capability dropped.
+- ``rlimits``: no namespaces at all; resource limits, sessions and a subreaper only.
+
+Per job (host -> server: a frame with the program and limits, then a frame with the test):
+
+```
+server ── fork ─► supervisor: reads the program frame; forks the init below; reads the test frame
+                    └─ unshare(pid) ── fork ─► init: pid 1, own mounts ── fork ─► runner
+```
+
+The server never reads a job, so no job's data is in memory that later forks inherit. The
+test, the nonce and the expected outputs exist only in the supervisor and the host, never in
+memory the runner inherited. The supervisor enforces the wall timeout and the output cap,
+speaks the report protocol with the runner, judges the run and returns one result frame.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import traceback
+
+from . import _linux as lx
+from . import protocol as proto
+from . import runner, verdict  # noqa: F401  (imported here once, so that forks inherit them)
+from .supervise import supervise
+
+_EOF = 3  # supervisor exit code: the host closed the control pipe
+NAMESPACES = lx.CLONE_NEWNS | lx.CLONE_NEWNET | lx.CLONE_NEWIPC | lx.CLONE_NEWUTS | lx.CLONE_NEWCGROUP
+
+
+def enter_isolation(cfg: dict) -> dict:
+    """Enter the requested level (or raise OSError); the context every job reads."""
+    level = cfg["isolation"]
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        ctx = {"level": level, "uid": cfg["uid"], "cap_last": int(f.read()), "namespaces": level != "rlimits",
+               "preload": cfg["preload"]}
+    if level == "rlimits":
+        return ctx
+    if level == "full":
+        if os.geteuid() != 0:
+            raise PermissionError("isolation 'full' needs root")
+        lx.unshare(NAMESPACES)
+    elif level == "userns":
+        uid, gid = os.geteuid(), os.getegid()
+        lx.unshare(lx.CLONE_NEWUSER | NAMESPACES)
+        lx.write_id_maps(uid, gid)
+    else:
+        raise ValueError(f"unknown isolation level {level!r}")
+    from . import rootfs
+
+    ctx["bound"] = rootfs.build_and_enter(cfg["staging"], cfg["readable_paths"], cfg["hidden_paths"],
+                                          user_namespace=level == "userns")
+    socket.sethostname("sandbox")
+    return ctx
+
+
+def run_job(ctl_in: int, ctl_out: int, ctx: dict) -> bool:
+    """Fork a supervisor for the next job; forward its result (or a sandbox_error).
+
+    The server itself never reads a job: the supervisor reads both frames (the program,
+    then, after forking the run's init, the test), acknowledging each with one byte. Frames
+    it did not consume are drained here. Returns False when the host closed the pipe.
+    """
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        code = 0
+        try:
+            gc.disable()  # short-lived and trusted: no collections, so no copy-on-write faults
+            lx.prctl(lx.PR_SET_PDEATHSIG, signal.SIGKILL)
+            job = proto.read_json(ctl_in)
+            if job is None:
+                os._exit(_EOF)
+            os.write(w, b"\x01")
+            supervise(job, ctl_in, ctx, out_fd=w)  # type: ignore[arg-type]
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        os._exit(code)
+    os.close(w)
+    result, acks = None, 0
+    try:
+        while acks < 2 and proto.read_exact(r, 1) is not None:
+            acks += 1
+        if acks == 2:
+            result = proto.read_json(r)
+    except proto.ProtocolError as e:
+        print(f"polyepo sandbox server: {e}", file=sys.stderr)
+    finally:
+        os.close(r)
+    if isinstance(result, dict):
+        proto.write_json(ctl_out, result)  # before reaping: the supervisor may still be tidying up
+        os.waitpid(pid, 0)
+        return True
+    _, status = os.waitpid(pid, 0)
+    if acks == 0 and os.waitstatus_to_exitcode(status) == _EOF:
+        return False
+    for _ in range(2 - acks):
+        proto.read_frame(ctl_in)
+    proto.write_json(ctl_out, {"status": "sandbox_error",
+                               "detail": f"the job supervisor died without a result (wait status {status})"})
+    return True
+
+
+def main() -> None:
+    """Serve jobs on the control pipes until the host closes them."""
+    cfg = json.loads(sys.argv[1])
+    ctl_in, ctl_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    try:
+        ctx = enter_isolation(cfg)
+        for name in cfg["preload"]:
+            importlib.import_module(name)
+    except Exception as e:
+        proto.write_json(ctl_out, {"ready": False, "error": f"{type(e).__name__}: {e}"})
+        return
+    gc.freeze()  # jobs are forks: keep the collector off the inherited objects (no copy-on-write storm)
+    proto.write_json(ctl_out, {"ready": True, "isolation": ctx["level"], "bound": ctx.get("bound", [])})
+    while select.select([ctl_in], [], [])[0] and run_job(ctl_in, ctl_out, ctx):
+        pass
