@@ -116,13 +116,18 @@ def tasks(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
     rows = []
     for name in TASKS.names():
-        task = TASKS.get(name)()
-        rows.append({"name": name, "splits": list(task.splits), "reward": task.reward.name,
-                     "clusterer": task.clusterer.name if task.clusterer else None})
+        factory = TASKS.get(name)
+        summary = (factory.__doc__ or "").strip().splitlines()[0]
+        try:
+            task = factory()
+            rows.append({"name": name, "splits": list(task.splits), "reward": task.reward.name,
+                         "clusterer": task.clusterer.name if task.clusterer else None, "about": summary})
+        except (ValueError, TypeError, ImportError) as e:  # tasks that need options (files) or packages
+            rows.append({"name": name, "splits": [], "reward": "-", "clusterer": "-", "about": f"{summary} ({e})"})
     if as_json:
         print(json.dumps(rows))
         return
-    table = Table("task", "splits", "reward", "clusterer")
+    table = Table("task", "splits", "reward", "clusterer", "about")
     for r in rows:
-        table.add_row(r["name"], ", ".join(r["splits"]), r["reward"], str(r["clusterer"]))
+        table.add_row(r["name"], ", ".join(r["splits"]) or "(from options)", r["reward"], str(r["clusterer"]), r["about"])
     console.print(table)

@@ -67,7 +67,9 @@ def route_id(a: str, b: str, width: int) -> int:
 @TASKS.register("toy_paths")
 @dataclass
 class ToyPathsTask:
-    """The toy task. ``rows(split)`` is deterministic: the same split always gives the same rows.
+    """Routes through a layered graph with blocked edges; the strategy of an answer is its route.
+
+    ``rows(split)`` is deterministic: the same split always gives the same rows.
 
     Args:
         width: nodes per layer (2..5); there are width^2 routes.
