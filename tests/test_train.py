@@ -201,3 +201,16 @@ def test_two_processes_gather_complete_groups(toy_base, tmp_path):
     local = np.concatenate([ranks[0]["local_advantages"], ranks[1]["local_advantages"]])
     np.testing.assert_allclose(local, expected, atol=1e-6)
     assert ranks[0]["local_size"] == ranks[1]["local_size"] == 4
+
+
+@pytest.mark.parametrize("name", ["toy.yaml", "smollm2-arithmetic.yaml", "smollm2-humaneval.yaml", "qwen3-4b-leetcode.yaml"])
+def test_example_configs_are_valid(name):
+    path = Path(__file__).resolve().parents[1] / "examples" / name
+    cfg = load_run_config(path)
+    if name.startswith("qwen3"):  # needs the user's JSONL data and a GPU: check the keys and values only
+        assert cfg.trainer["use_vllm"] is True and cfg.trainer["learning_rate"] == 1e-6
+        with pytest.raises(ConfigError, match="does not exist"):
+            prepare(cfg)
+        return
+    prep = prepare(cfg)
+    assert prep.rows and prep.trainer_kwargs["estimator"] == "poly_epo"

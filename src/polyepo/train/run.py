@@ -79,7 +79,10 @@ def prepare(cfg: RunConfig) -> Prepared:
     if cfg.train_split not in task.splits:
         raise ConfigError(f"train_split {cfg.train_split!r} is not a split of task {cfg.task!r}; "
                           f"valid splits: {', '.join(task.splits)}")
-    rows = task.rows(cfg.train_split, cfg.train_limit)
+    try:
+        rows = task.rows(cfg.train_split, cfg.train_limit)
+    except (ValueError, ImportError, OSError) as e:  # missing files, bad lines, missing packages
+        raise ConfigError(f"task {cfg.task!r}: {e}") from None
     if not rows:
         raise ConfigError(f"task {cfg.task!r} split {cfg.train_split!r} has no rows")
     reward_name, reward_opts = _component("reward", cfg.reward, cfg.reward_options, task.reward)
