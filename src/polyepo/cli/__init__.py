@@ -17,7 +17,10 @@ app = typer.Typer(
 )
 
 # Importing a command module registers its commands on ``app``.
-from . import advantage  # noqa: E402,F401
+from . import (  # noqa: E402
+    advantage,  # noqa: F401
+    evaluate,  # noqa: F401
+)
 
 
 def main() -> None:
