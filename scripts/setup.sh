@@ -8,5 +8,9 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 extras="dev"
-[ "${1:-}" = "test" ] && extras="dev"
+if [ "${1:-}" = "test" ]; then
+  # The tests run real tiny models: torch first, pinned to the CPU build (unpinned pulls CUDA).
+  .venv/bin/python -m pip install -q "torch==2.13.0"
+  extras="dev,train,plot"
+fi
 .venv/bin/python -m pip install -q -e ".[${extras}]"

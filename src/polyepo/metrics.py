@@ -148,26 +148,25 @@ def majority_at_k(
     deg = {int(d) for d in degenerate}
     voters = sorted({int(k) for k in keys} - deg)
     index = {key: j for j, key in enumerate(voters)}
-    one_hot = np.zeros((n, len(voters) + 1))  # last column: degenerate, never votes
-    key_ok = np.zeros(len(voters) + 1, dtype=bool)
-    for i, (key, ok) in enumerate(zip(keys, correct)):
-        j = index.get(int(key), len(voters))
-        one_hot[i, j] = 1.0
-        key_ok[j] = key_ok[j] or (j < len(voters) and bool(ok))
+    J = len(voters)
+    label = np.array([index.get(int(key), J) for key in keys])  # J: degenerate, never votes
+    key_ok = np.zeros(J + 1, dtype=bool)
+    for j, ok in zip(label, correct):
+        key_ok[j] |= j < J and bool(ok)
     rng = rng if rng is not None else np.random.default_rng(0)
     out: dict[int, float] = {}
-    ks = [_check_int(k, "k") for k in ks]
-    perms = None
-    for k in ks:
+    drawn = None
+    for k in (_check_int(k, "k") for k in ks):
         if not 1 <= k <= n:
             raise ValueError(f"k must be in [1, n] = [1, {n}], got {k}")
         if k == n:
-            counts = one_hot.sum(axis=0, keepdims=True)
+            counts = np.bincount(label, minlength=J + 1)[None, :]
         else:
-            if perms is None:
-                perms = np.argsort(rng.random((draws, n)), axis=1)
-            counts = one_hot[perms[:, :k]].sum(axis=1)
-        out[k] = float(np.mean(_vote_accuracy(counts[:, :-1], key_ok[:-1])))
+            if drawn is None:  # (draws, n) labels in uniformly random order, one row per draw
+                drawn = label[rng.permuted(np.tile(np.arange(n), (draws, 1)), axis=1)]
+                offsets = (np.arange(draws) * (J + 1))[:, None]
+            counts = np.bincount((drawn[:, :k] + offsets).ravel(), minlength=draws * (J + 1)).reshape(draws, J + 1)
+        out[k] = float(np.mean(_vote_accuracy(counts[:, :J], key_ok[:J])))
     return out
 
 

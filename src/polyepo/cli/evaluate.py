@@ -125,12 +125,16 @@ def metrics(
         return
     title = f"{s.label}: {s.task}/{s.split}, {s.problems} problems x n = {s.n}"
     table = Table(title=title + (f"\n{note}" if note else ""))
-    for col in ("k", "pass@k ± SE", "bootstrap SE", "distinct@k", "majority@k", "best-of-k"):
-        table.add_column(col, justify="right")
+    for col in ("k", "pass@k", "SE", "boot SE", "distinct@k", "SE", "maj@k", "SE", "best@k", "SE"):
+        table.add_column(col, justify="right", no_wrap=True)
     for kk in s.ks:
-        table.add_row(str(kk), s.pass_at_k[kk].fmt(4), f"{s.pass_at_k[kk].se_boot:.4f}", s.distinct_at_k[kk].fmt(2),
-                      s.majority_at_k[kk].fmt(4) if s.majority_at_k else "n/a",
-                      s.best_of_k[kk].fmt(4) if s.best_of_k else "n/a")
+        cells = [str(kk)]
+        for metric, digits in (("pass_at_k", 4), ("distinct_at_k", 2), ("majority_at_k", 4), ("best_of_k", 4)):
+            est = getattr(s, metric)
+            cells += [f"{est[kk].mean:.{digits}f}", f"{est[kk].se:.{digits}f}"] if est else ["n/a", ""]
+            if metric == "pass_at_k":
+                cells.append(f"{est[kk].se_boot:.{digits}f}")
+        table.add_row(*cells)
     console.print(table)
     console.print(f"distinct correct clusters per prompt (all n): {s.distinct_correct.fmt(2)}; counts: "
                   + ", ".join(f"{key} {v}" for key, v in s.counts.items()), highlight=False)

@@ -74,7 +74,9 @@ def build_report(
                                  "every k are in `metrics.json`."))
         blocks += [Block("h2", "Coverage: pass@k"), _img(plot_curves(
             evaluated, "pass_at_k", "pass@k", f"pass@k, n = {n} samples per problem, {s.problems} problems",
-            out / "pass_at_k.png", (0, 1.02)), "pass@k against k (log scale), ±1 SE band; thin lines are single runs")]
+            out / "pass_at_k.png", (0, 1.02), failure_panel=True),
+            "pass@k against k (log scale), ±1 SE band; thin lines are single runs. Right: the unsolved "
+            "fraction 1 − pass@k on a log scale, where differences at large k show")]
         blocks += [Block("h2", "Strategy diversity"),
                    _img(plot_distinct_bars(evaluated, out / "distinct_correct.png", n),
                         f"Distinct strategy clusters among the correct answers of a prompt (all {n} samples), mean over prompts"),
@@ -147,11 +149,14 @@ def _runs_section(runs: list[Run]) -> list[Block]:
         rows.append([r.label, r.name, str(r.results.path if r.results else "—"), model,
                      f"{s.pass_at_k[1].mean:.3f}" if s else "—", f"{s.counts['unfinished']}" if s else "—",
                      f"{s.counts['degenerate']}" if s else "—", str(r.run_dir or "—")])
-        notes += [f"{r.label} / {r.name}: {note}" for note in (s.notes if s else []) + r.log_notes]
+        notes.append([f"{r.label} / {r.name}", (s.notes if s else []) + r.log_notes])
     blocks = [Block("h2", "Runs"), Block("table", header=["label", "run", "results file", "model", "pass@1",
                                                          "unfinished", "degenerate", "training run"], rows=rows)]
-    if notes:
-        blocks += [Block("h2", "Notes"), Block("ul", items=sorted(set(notes), key=notes.index))]
+    shared = set.intersection(*(set(n) for _, n in notes)) if len(notes) > 1 else set()
+    items = [f"all runs: {note}" for note in notes[0][1] if note in shared] if shared else []
+    items += [f"{who}: {note}" for who, ns in notes for note in ns if note not in shared]
+    if items:
+        blocks += [Block("h2", "Notes"), Block("ul", items=items)]
     return blocks
 
 
