@@ -180,7 +180,8 @@ class FirstWord:
     name = "first_word_test"
 
     def cluster(self, prompt, responses, **context):
-        ids = [int(r.split()[1][1:]) if len(r.split()) > 1 and r.split()[1][1:].isdigit() else 100 for r in responses]
+        words = [r.split() for r in responses]
+        ids = [int(w[1][1:]) if len(w) >= 4 and w[1][1:].isdigit() else 100 for w in words]  # malformed: 100
         return ClusterResult(ids=ids, backend=self.name)
 
 
@@ -263,3 +264,54 @@ def test_toy_base_model_end_to_end(cache, tmp_path):
     assert summarize(held).pass_at_k[1].mean < s.pass_at_k[1].mean  # the popular route is always blocked there
     md = build_report([f"test={out}"], tmp_path / "rep")
     assert (md.parent / "pass_at_k.png").is_file()
+
+
+def test_documented_header_matches_the_real_one(full_run):
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "evaluation.md").read_text()
+    block = doc.split("## The results file")[1].split("```json")[1].split("```")[0]
+    documented = json.loads(re.sub(r'"\.\.\."', '"x"', block))
+    header = read_results(full_run).header
+    assert set(documented) == set(header)
+    for section in ("sampling", "task", "reward", "clusterer"):
+        assert set(documented[section]) == set(header[section]), section
+
+
+def test_evaluation_packages_import_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, polyepo.evaluate, polyepo.report, polyepo.cli.evaluate\n"
+            "print(','.join(m for m in ('torch', 'transformers', 'trl', 'matplotlib', 'vllm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+@CLUSTERERS.register("batched_test", overwrite=True)
+class Batched(FirstWord):
+    """FirstWord through cluster_many (as judge backends are), with its own degenerate id 7."""
+
+    name = "batched_test"
+    calls: list[int] = []
+
+    def cluster(self, prompt, responses, **context):
+        res = super().cluster(prompt, responses, **context)
+        res.ids = [7 if i == 100 else i for i in res.ids]
+        res.extra["degenerate"] = 7
+        res.degenerate = 7  # attribute of ClusterResult where backends report their own id
+        return res
+
+    def cluster_many(self, groups):
+        Batched.calls.append(len(groups))
+        return [self.cluster(p, r, **c) for p, r, c in groups]
+
+
+def test_rescore_uses_cluster_many_and_the_backends_degenerate_id(tmp_path):
+    path = fake_results(tmp_path / "f.jsonl", n=16, problems=40)
+    Batched.calls.clear()
+    new = read_results(rescore(path, tmp_path / "g.jsonl", clusterer="batched_test", rewards=False, progress=False))
+    assert Batched.calls == [32, 8]  # blocks of RESCORE_BLOCK problems
+    ref = read_results(rescore(path, tmp_path / "h.jsonl", clusterer="first_word_test", rewards=False, progress=False))
+    assert summarize(new).distinct_correct == summarize(ref).distinct_correct  # 7 is not a strategy there
+    assert summarize(new).counts["degenerate"] == summarize(ref).counts["degenerate"] > 0

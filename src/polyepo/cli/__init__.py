@@ -17,10 +17,7 @@ app = typer.Typer(
 )
 
 # Importing a command module registers its commands on ``app``.
-from . import (  # noqa: E402
-    advantage,  # noqa: F401
-    evaluate,  # noqa: F401
-)
+from . import advantage, evaluate  # noqa: E402,F401
 
 
 def main() -> None:

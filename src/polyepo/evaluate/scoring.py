@@ -20,6 +20,9 @@ from ..rewards import make_reward
 from ..tasks.base import Component
 from .results import read_results, write_results
 
+#: Problems re-clustered per ``cluster_many`` call (a judge backend sends them concurrently).
+RESCORE_BLOCK = 32
+
 
 def as_component(choice: str | Component | dict | None, options: dict[str, Any] | None, default: Component,
                  what: str) -> Component:
@@ -72,18 +75,41 @@ def cluster_problem(clusterer: Any, problem: dict[str, Any], correct: Sequence[b
                     only_correct: bool = False) -> tuple[list[int | None], dict[str, Any]]:
     """Cluster ids of one problem's completions (None where not clustered) and what happened."""
     idx = [i for i, ok in enumerate(correct) if ok] if only_correct else list(range(len(correct)))
-    ids: list[int | None] = [None] * len(correct)
     if not idx:
-        return ids, {"backend": getattr(clusterer, "name", "?"), "clustered": 0}
+        return [None] * len(correct), {"backend": getattr(clusterer, "name", "?"), "clustered": 0}
     responses = [problem["completions"][i] for i in idx]
     res = clusterer.cluster(prompt_text(problem["prompt"]), responses, **problem.get("columns", {}))
+    return _place(res, idx, len(correct))
+
+
+def _place(res: Any, idx: list[int], n: int) -> tuple[list[int | None], dict[str, Any]]:
+    """Spread a ClusterResult over the ``idx`` positions of n samples; the rest stay None."""
     if len(res.ids) != len(idx):
         raise ValueError(f"clusterer {res.backend!r} returned {len(res.ids)} ids for {len(idx)} responses")
+    ids: list[int | None] = [None] * n
     for i, c in zip(idx, res.ids):
         ids[i] = int(c)
     info = {"backend": res.backend, "clustered": len(idx), "failed": res.failed, "policy": res.policy,
-            "error": res.error, "retries": res.retries, "cache_hit": res.cache_hit}
+            "error": res.error, "retries": res.retries, "requests": getattr(res, "requests", 0),
+            "reasks": getattr(res, "reasks", 0), "cache_hit": res.cache_hit,
+            "degenerate": getattr(res, "degenerate", None)}
     return ids, {k: v for k, v in info.items() if v not in (None, False, 0) or k in ("backend", "clustered")}
+
+
+def cluster_problems(clusterer: Any, problems: list[dict[str, Any]], correct: list[list[bool]],
+                     only_correct: bool = False) -> list[tuple[list[int | None], dict[str, Any]]]:
+    """:func:`cluster_problem` for many problems; through ``cluster_many`` when the backend has
+    it (judge backends send those groups concurrently)."""
+    if not hasattr(clusterer, "cluster_many"):
+        return [cluster_problem(clusterer, p, c, only_correct) for p, c in zip(problems, correct)]
+    picks = [[i for i, ok in enumerate(c) if ok] if only_correct else list(range(len(c))) for c in correct]
+    todo = [j for j, idx in enumerate(picks) if idx]
+    groups = [(prompt_text(problems[j]["prompt"]), [problems[j]["completions"][i] for i in picks[j]],
+               problems[j].get("columns", {})) for j in todo]
+    results = dict(zip(todo, clusterer.cluster_many(groups))) if groups else {}
+    name = getattr(clusterer, "name", "?")
+    return [_place(results[j], picks[j], len(c)) if j in results else ([None] * len(c), {"backend": name, "clustered": 0})
+            for j, c in enumerate(correct)]
 
 
 def correct_of(rewards: Sequence[float | None], threshold: float) -> list[bool]:
@@ -125,16 +151,17 @@ def rescore(
                   correct_threshold=threshold, rescored_from=str(Path(path)))
     reward_fn = make_reward(rew.name, **rew.options) if rewards else None
     cl = make_clusterer(clu.name, **clu.options) if clusters or only else None
-    problems = []
+    problems = [dict(p) for p in res.problems]
     with progress_bar(progress) as bar:
-        task = bar.add_task("re-scoring", total=len(res.problems))
-        for prob in res.problems:
-            prob = dict(prob)
-            if reward_fn is not None:
-                prob["rewards"], prob["reward_info"] = score_problem(reward_fn, prob)
+        task = bar.add_task("re-scoring", total=len(problems))
+        for start in range(0, len(problems), RESCORE_BLOCK):
+            block = problems[start:start + RESCORE_BLOCK]
+            for prob in block:
+                if reward_fn is not None:
+                    prob["rewards"], prob["reward_info"] = score_problem(reward_fn, prob)
             if cl is not None:
-                prob["clusters"], prob["cluster_info"] = cluster_problem(
-                    cl, prob, correct_of(prob["rewards"], threshold), only)
-            problems.append(prob)
-            bar.advance(task)
+                verdicts = [correct_of(p["rewards"], threshold) for p in block]
+                for prob, (ids, info) in zip(block, cluster_problems(cl, block, verdicts, only)):
+                    prob["clusters"], prob["cluster_info"] = ids, info
+            bar.advance(task, len(block))
     return write_results(out if out is not None else path, header, problems)

@@ -130,12 +130,13 @@ def summarize(
         notes.append(f"filtered: {len(problems)} of {len(res.problems)} problems kept")
     if not problems:
         raise ValueError(f"{res.path}: no scored problems to summarize")
-    n, deg = res.n, {int(d) for d in degenerate}
+    n = res.n
     ks = choose_ks(n, ks, notes)
     rng = np.random.default_rng(seed)
     verdicts = [res.correct(p) for p in problems]
     c = [sum(v) for v in verdicts]
-    per_cluster = [_correct_per_cluster(p["clusters"], v, deg) for p, v in zip(problems, verdicts)]
+    degs = [_degenerate_ids(p, degenerate) for p in problems]
+    per_cluster = [_correct_per_cluster(p["clusters"], v, d) for p, v, d in zip(problems, verdicts, degs)]
     passk = np.array([[pass_at_k(n, ci, k) for k in ks] for ci in c])
     dist = np.array([[distinct_at_k(m, n, k) for k in ks] for m in per_cluster])
     summary = Summary(
@@ -143,9 +144,9 @@ def summarize(
         n=n, problems=len(problems), ks=ks,
         pass_at_k=_estimates(passk, ks, rng, bootstrap), distinct_at_k=_estimates(dist, ks, rng, bootstrap),
         distinct_correct=_estimates(dist[:, -1:], [n], rng, bootstrap)[n],
-        majority_at_k=_majority(problems, verdicts, ks, rng, bootstrap, majority_draws, deg, notes),
+        majority_at_k=_majority(problems, verdicts, ks, rng, bootstrap, majority_draws, degs, notes),
         best_of_k=_best_of(problems, ks, rng, bootstrap, notes),
-        counts=_counts(problems, verdicts, deg), notes=notes,
+        counts=_counts(problems, verdicts, degs), notes=notes,
         per_problem=[{"problem_id": p["problem_id"], "correct": ci, "distinct_correct": len(m)}
                      for p, ci, m in zip(problems, c, per_cluster)],
     )
@@ -154,13 +155,19 @@ def summarize(
     return summary
 
 
-def _majority(problems, verdicts, ks, rng, draws_boot, draws, deg, notes) -> dict[int, Estimate] | None:
-    if not all(keys_decide_correctness(p["clusters"], v, degenerate=deg) for p, v in zip(problems, verdicts)):
+def _degenerate_ids(problem: dict[str, Any], degenerate: Collection[int]) -> set[int]:
+    """The given degenerate ids plus the one the clusterer reported for this problem, if any."""
+    own = problem.get("cluster_info", {}).get("degenerate")
+    return {int(d) for d in degenerate} | ({int(own)} if own is not None else set())
+
+
+def _majority(problems, verdicts, ks, rng, draws_boot, draws, degs, notes) -> dict[int, Estimate] | None:
+    if not all(keys_decide_correctness(p["clusters"], v, degenerate=d) for p, v, d in zip(problems, verdicts, degs)):
         notes.append("majority@k not applicable: the cluster ids do not decide correctness "
                      "(some strategy has both correct and wrong samples)")
         return None
-    rows = [majority_at_k(p["clusters"], v, ks, draws=draws, rng=rng, degenerate=deg)
-            for p, v in zip(problems, verdicts)]
+    rows = [majority_at_k(p["clusters"], v, ks, draws=draws, rng=rng, degenerate=d)
+            for p, v, d in zip(problems, verdicts, degs)]
     return _estimates(np.array([[r[k] for k in ks] for r in rows]), ks, rng, draws_boot)
 
 
@@ -172,16 +179,16 @@ def _best_of(problems, ks, rng, draws_boot, notes) -> dict[int, Estimate] | None
     return _estimates(np.array([[best_of_k(row, k) for k in ks] for row in values]), ks, rng, draws_boot)
 
 
-def _counts(problems, verdicts, deg) -> dict[str, int]:
-    flat = [(r, c, f, ok) for p, v in zip(problems, verdicts)
+def _counts(problems, verdicts, degs) -> dict[str, int]:
+    flat = [(r, c, f, ok, d) for p, v, d in zip(problems, verdicts, degs)
             for r, c, f, ok in zip(p["rewards"], p["clusters"], p.get("finished", [True] * len(v)), v)]
     return {
         "samples": len(flat),
-        "correct": sum(ok for *_, ok in flat),
+        "correct": sum(ok for _, _, _, ok, _ in flat),
         "reward_none": sum(r is None for r, *_ in flat),
-        "unfinished": sum(not f for _, _, f, _ in flat),
-        "degenerate": sum(c is not None and c in deg for _, c, _, _ in flat),
-        "unclustered_correct": sum(c is None and ok for _, c, _, ok in flat),
+        "unfinished": sum(not f for _, _, f, _, _ in flat),
+        "degenerate": sum(c is not None and c in d for _, c, _, _, d in flat),
+        "unclustered_correct": sum(c is None and ok for _, c, _, ok, _ in flat),
         "cluster_failures": sum(bool(p.get("cluster_info", {}).get("failed")) for p in problems),
     }
 
