@@ -74,7 +74,7 @@ def build_report(
                                  "every k are in `metrics.json`."))
         blocks += [Block("h2", "Coverage: pass@k"), _img(plot_curves(
             evaluated, "pass_at_k", "pass@k", f"pass@k, n = {n} samples per problem, {s.problems} problems",
-            out / "pass_at_k.png", (0, 1.02), failure_panel=True),
+            out / "pass_at_k.png", probability=True, failure_panel=True),
             "pass@k against k (log scale), ±1 SE band; thin lines are single runs. Right: the unsolved "
             "fraction 1 − pass@k on a log scale, where differences at large k show")]
         blocks += [Block("h2", "Strategy diversity"),
@@ -86,7 +86,7 @@ def build_report(
         if all(r.summary.majority_at_k for rs in evaluated.values() for r in rs):
             blocks += [Block("h2", "Majority voting"), _img(plot_curves(
                 evaluated, "majority_at_k", "majority@k", "Majority vote over k samples", out / "majority_at_k.png",
-                (0, 1.02)), "majority@k: accuracy of the most frequent answer among k samples")]
+                probability=True), "majority@k: accuracy of the most frequent answer among k samples")]
     else:
         blocks.append(Block("p", "No evaluation results were given: training curves only."))
     blocks.append(Block("h2", "Training curves"))

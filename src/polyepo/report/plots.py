@@ -44,8 +44,8 @@ def curve(runs: list[Run], metric: str) -> tuple[list[int], np.ndarray, np.ndarr
     return ks, np.array(mean), np.nan_to_num(np.array(se)), per_run, over
 
 
-def _draw_curves(ax, groups: dict[str, list[Run]], metric: str, transform=None) -> list[int]:
-    """One line per label (mean, ±1 SE band), replicates thin; returns the ks."""
+def _draw_curves(ax, groups: dict[str, list[Run]], metric: str, transform=None, probability: bool = False) -> list[int]:
+    """One line per label (mean, ±1 SE band, clipped to [0, 1] for a probability), replicates thin."""
     col = colors(list(groups))
     f = transform or (lambda x: x)
     ks: list[int] = []
@@ -56,7 +56,8 @@ def _draw_curves(ax, groups: dict[str, list[Run]], metric: str, transform=None) 
                 ax.plot(ks, f(c), color=col[label], lw=0.7, alpha=0.45)
         ax.plot(ks, f(mean), color=col[label], lw=2.2, marker="o", ms=3.5,
                 label=f"{label} ({len(runs)} run{'s' * (len(runs) > 1)})")
-        ax.fill_between(ks, f(mean - se), f(mean + se), color=col[label], alpha=0.18, lw=0)
+        low, high = (np.clip(mean - se, 0, 1), np.clip(mean + se, 0, 1)) if probability else (mean - se, mean + se)
+        ax.fill_between(ks, f(low), f(high), color=col[label], alpha=0.18, lw=0)
     ax.set_xscale("log", base=2)
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xlabel("k (samples drawn per problem)")
@@ -65,24 +66,26 @@ def _draw_curves(ax, groups: dict[str, list[Run]], metric: str, transform=None) 
 
 
 def plot_curves(groups: dict[str, list[Run]], metric: str, ylabel: str, title: str, path: Path,
-                ylim: tuple[float, float] | None = None, failure_panel: bool = False) -> Path:
+                probability: bool = False, failure_panel: bool = False) -> Path:
     """``metric`` against k on a log2 axis, one line per label with a ±1 SE band; replicates thin.
 
+    ``probability``: the metric is a probability (y axis 0..1, bands clipped to it).
     ``failure_panel`` adds a right panel with ``1 - metric`` on a log axis, where differences
     between curves that all approach 1 at large k stay visible (zeros are not drawn).
     """
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2 if failure_panel else 1, figsize=(12 if failure_panel else 7, 4.5), squeeze=False)
     ax = axes[0][0]
-    _draw_curves(ax, groups, metric)
+    _draw_curves(ax, groups, metric, probability=probability)
     ax.set_ylabel(ylabel)
-    if ylim:
-        ax.set_ylim(*ylim)
+    if probability:
+        ax.set_ylim(0, 1.02)
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="best")
     if failure_panel:
         right = axes[0][1]
-        _draw_curves(right, groups, metric, lambda x: np.where(1 - np.asarray(x) > 1e-9, 1 - np.asarray(x), np.nan))
+        _draw_curves(right, groups, metric, lambda x: np.where(1 - np.asarray(x) > 1e-9, 1 - np.asarray(x), np.nan),
+                     probability=True)
         right.set_yscale("log")
         problems = next(iter(groups.values()))[0].summary.problems
         right.set_ylim(bottom=0.1 / problems)  # below a tenth of a problem the curve says nothing
