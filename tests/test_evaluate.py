@@ -14,13 +14,22 @@ from eval_fakes import fake_results
 from polyepo.clustering import CLUSTERERS, ClusterResult
 from polyepo.evaluate import evaluate, pass_rate_filter, read_results, rescore, summarize
 from polyepo.evaluate import sampling as sampling_mod
-from polyepo.rewards import make_reward
+from polyepo.rewards import REWARDS, make_reward
 from polyepo.tasks import TASKS, load_task
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 SMALL = dict(n=8, limit=3, max_new_tokens=6, batch_size=4, progress=False)
+
+
+@pytest.fixture
+def test_plugins(monkeypatch):
+    """Registers this file's test task and clusterers for one test, and removes them after it
+    (other tests list the registries and must not see them)."""
+    monkeypatch.setitem(TASKS._items, "toy_paths_chat_test", ChatToyPaths)
+    monkeypatch.setitem(CLUSTERERS._items, "first_word_test", FirstWord)
+    monkeypatch.setitem(CLUSTERERS._items, "batched_test", Batched)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +128,6 @@ def test_refuses_to_append_with_other_settings(full_run, tmp_path):
         read_results(tmp_path / "x.jsonl")
 
 
-@TASKS.register("toy_paths_chat_test", overwrite=True)
 class ChatToyPaths:
     """The toy task with its prompts as chat messages (as SmolLM2 tasks have)."""
 
@@ -136,7 +144,7 @@ class ChatToyPaths:
     clusterer = property(lambda self: self.base.clusterer)
 
 
-def test_chat_prompts_go_through_the_chat_template(cache, tmp_path):
+def test_chat_prompts_go_through_the_chat_template(cache, tmp_path, monkeypatch, test_plugins):
     from polyepo.train.models import resolve_model
 
     model = tmp_path / "chat-model"
@@ -152,9 +160,7 @@ def test_chat_prompts_go_through_the_chat_template(cache, tmp_path):
         seen.append(completions[0])
         return reward(prompts, completions, **cols)
 
-    from polyepo.rewards import REWARDS
-
-    REWARDS.register("toy_paths_spy_test", overwrite=True)(lambda **_: spy)
+    monkeypatch.setitem(REWARDS._items, "toy_paths_spy_test", lambda **_: spy)
     out = evaluate(model, "toy_paths_chat_test", reward="toy_paths_spy_test", out=tmp_path / "c.jsonl", **SMALL)
     res = read_results(out)
     assert isinstance(res.problems[0]["prompt"], list)
@@ -173,7 +179,6 @@ def test_rescoring_gives_identical_metrics(tmp_path):
     assert 0 < before["pass_at_k"][1]["mean"] < 1 and before["distinct_correct"]["mean"] > 1
 
 
-@CLUSTERERS.register("first_word_test", overwrite=True)
 class FirstWord:
     """Clusters by the second word of the answer (the A node): a coarser strategy than the route."""
 
@@ -185,7 +190,7 @@ class FirstWord:
         return ClusterResult(ids=ids, backend=self.name)
 
 
-def test_recluster_with_another_backend_keeps_rewards(tmp_path):
+def test_recluster_with_another_backend_keeps_rewards(tmp_path, test_plugins):
     path = fake_results(tmp_path / "f.jsonl", n=16, problems=10)
     new = rescore(path, tmp_path / "g.jsonl", clusterer="first_word_test", rewards=False, progress=False)
     a, b = read_results(path), read_results(new)
@@ -288,7 +293,6 @@ def test_evaluation_packages_import_light():
     assert out.stdout.strip() == ""
 
 
-@CLUSTERERS.register("batched_test", overwrite=True)
 class Batched(FirstWord):
     """FirstWord through cluster_many (as judge backends are), with its own degenerate id 7."""
 
@@ -307,7 +311,7 @@ class Batched(FirstWord):
         return [self.cluster(p, r, **c) for p, r, c in groups]
 
 
-def test_rescore_uses_cluster_many_and_the_backends_degenerate_id(tmp_path):
+def test_rescore_uses_cluster_many_and_the_backends_degenerate_id(tmp_path, test_plugins):
     path = fake_results(tmp_path / "f.jsonl", n=16, problems=40)
     Batched.calls.clear()
     new = read_results(rescore(path, tmp_path / "g.jsonl", clusterer="batched_test", rewards=False, progress=False))

@@ -108,3 +108,14 @@ def test_cli_metrics_and_report(runs, tmp_path):
     assert bad.returncode == 2 and "runs differ in n" in bad.stderr and "Traceback" not in bad.stderr
     bad = cli("metrics", str(runs["base"]), "--filter-base", str(runs["base"]), "--solved", "1-3")
     assert bad.returncode == 2 and "--solved expects LOW:HIGH" in bad.stderr
+
+
+def test_split_selects_among_several_results_of_a_run(tmp_path):
+    run = fake_run_dir(tmp_path, "poly_epo", 0)
+    fake_results(run / "eval" / "toy_paths-heldout.jsonl", label="poly_epo", split="heldout", run_dir=run)
+    with pytest.raises(ValueError, match=r"runs differ in split[\s\S]*choose one with --split"):
+        build_report([run], tmp_path / "rep")
+    md = build_report([run], tmp_path / "rep", split="heldout")
+    assert "split `heldout`" in md.read_text()
+    with pytest.raises(ValueError, match="no results of split 'train'"):
+        build_report([run], tmp_path / "rep2", split="train")

@@ -151,11 +151,12 @@ def report(
     filter_base: FilterBase = None,
     solved: Solved = "1:12",
     of: Of = None,
+    split: Annotated[Optional[str], typer.Option(help="Only results of this split (run directories may hold several).")] = None,
     title: Annotated[str, typer.Option(help="Report title.")] = "polyepo evaluation report",
 ) -> None:
     """Compare runs side by side: pass@k curves, distinct strategies, training curves, a table (PNG + Markdown + HTML)."""
     from ..report import build_report
 
     ids, note = _filter(filter_base, solved, of)
-    path = build_report(runs, out, ks=k, problem_ids=ids, filter_note=note, title=title)
+    path = build_report(runs, out, ks=k, problem_ids=ids, filter_note=note, split=split, title=title)
     console.print(f"wrote {path} and {path.with_suffix('.html')}", highlight=False)

@@ -36,6 +36,7 @@ def build_report(
     ks: Iterable[int] | None = None,
     problem_ids: Iterable[str] | None = None,
     filter_note: str | None = None,
+    split: str | None = None,
     title: str = "polyepo evaluation report",
     bootstrap: int = 1000,
     seed: int = 0,
@@ -49,6 +50,7 @@ def build_report(
         ks: extra k values for the metrics (k > n is skipped with a note).
         problem_ids: restrict every run to these problems (e.g. a pass-rate filter's output);
             ``filter_note`` describes the filter in the report.
+        split: keep only results of this task split (a run directory may hold several).
         title: the report's title.
         bootstrap, seed: bootstrap resamples and seed of the per-run metrics.
     """
@@ -59,7 +61,9 @@ def build_report(
         raise ValueError("no runs to report on")
     options: dict[str, Any] = {"ks": list(ks or []), "bootstrap": bootstrap, "seed": seed,
                                "problem_ids": None if problem_ids is None else set(problem_ids)}
-    loaded = [load_run(s, options) for s in specs]
+    loaded = [r for r in (load_run(s, options, split) for s in specs) if r is not None]
+    if not loaded:
+        raise ValueError(f"no results of split {split!r} among the runs given")
     check_comparable(loaded)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

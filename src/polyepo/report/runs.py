@@ -92,9 +92,12 @@ def _run_config(run_dir: Path | None) -> dict[str, Any]:
     return yaml.safe_load((run_dir / "run.yaml").read_text()) or {}
 
 
-def load_run(spec: RunSpec, summarize_options: dict[str, Any]) -> Run:
-    """Read a spec's results (summarized with ``summarize_options``) and training log."""
+def load_run(spec: RunSpec, summarize_options: dict[str, Any], split: str | None = None) -> Run | None:
+    """Read a spec's results (summarized with ``summarize_options``) and training log; None when
+    ``split`` is given and the results are of another split."""
     res = read_results(spec.results) if spec.results is not None else None
+    if split is not None and res is not None and res.header["task"]["split"] != split:
+        return None
     run_dir = spec.run_dir
     if run_dir is None and res is not None and res.header.get("model_info", {}).get("run_dir"):
         candidate = Path(res.header["model_info"]["run_dir"])
@@ -126,9 +129,10 @@ def check_comparable(runs: list[Run]) -> None:
         values = {r.results.path: _get(r.results.header, path) for r in with_results}
         if len({json.dumps(v, sort_keys=True) for v in values.values()}) > 1:
             lines = "\n  ".join(f"{p}: {v!r}" for p, v in values.items())
+            hint = ("choose one with --split (build_report(split=...))" if meaning == "split" else
+                    "re-run the evaluation with equal settings (or re-cluster with `polyepo rescore`) and compare again")
             raise ValueError(f"runs differ in {meaning}; their numbers are not comparable, refusing to mix them:\n  "
-                             f"{lines}\nre-run the evaluation with equal settings (or re-cluster with "
-                             "`polyepo rescore`) and compare again")
+                             f"{lines}\n{hint}")
     ids = [p["problem_id"] for p in ref.results.problems]
     for r in with_results[1:]:
         other = [p["problem_id"] for p in r.results.problems]
