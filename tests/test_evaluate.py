@@ -319,3 +319,49 @@ def test_rescore_uses_cluster_many_and_the_backends_degenerate_id(tmp_path, test
     ref = read_results(rescore(path, tmp_path / "h.jsonl", clusterer="first_word_test", rewards=False, progress=False))
     assert summarize(new).distinct_correct == summarize(ref).distinct_correct  # 7 is not a strategy there
     assert summarize(new).counts["degenerate"] == summarize(ref).counts["degenerate"] > 0
+
+
+class Failing(FirstWord):
+    """A backend whose judge is down on every other problem: the failure policy gives zero diversity."""
+
+    name = "failing_test"
+    count = 0
+
+    def cluster(self, prompt, responses, **context):
+        Failing.count += 1
+        if Failing.count % 2:
+            return ClusterResult(ids=[1] * len(responses), backend=self.name, failed=True, policy="zero_diversity",
+                                 error="HTTP 503")
+        return super().cluster(prompt, responses, **context)
+
+
+def test_clustering_failures_and_missing_rewards_are_counted_and_said(tmp_path, monkeypatch):
+    monkeypatch.setitem(CLUSTERERS._items, "failing_test", Failing)
+    path = fake_results(tmp_path / "f.jsonl", n=8, problems=6)
+    res = read_results(rescore(path, tmp_path / "g.jsonl", clusterer="failing_test", rewards=False, progress=False))
+    res.problems[0]["rewards"][0] = None
+    s = summarize(res)
+    assert s.counts["cluster_failures"] == 3 and s.counts["reward_none"] == 1
+    assert any("clustering failed on 3 problems (policy: zero_diversity)" in n for n in s.notes)
+    assert any("1 samples have no reward" in n for n in s.notes)
+    assert res.problems[0]["cluster_info"]["error"] == "HTTP 503"
+
+
+def test_run_directory_model_labels_and_default_output(cache, tmp_path):
+    """What `polyepo compare` does: evaluate a training run directory, then report on it."""
+    from polyepo.report import build_report
+    from polyepo.train.models import resolve_model
+
+    run = tmp_path / "poly_epo-s3"
+    shutil.copytree(resolve_model("toy-paths-random"), run / "final")
+    (run / "run.yaml").write_text("model: toy-paths-random\ntask: toy_paths\ntrainer:\n  estimator: poly_epo\n  seed: 3\n")
+    (run / "log.jsonl").write_text('{"step": 1, "reward": 0.1, "polyepo/clusters_distinct_correct": 0.5}\n'
+                                   '{"step": 2, "reward": 0.2}\n')
+    out = evaluate(run, **{**SMALL, "n": 4, "batch_size": 4})
+    assert out == run.resolve() / "eval" / "toy_paths-test-n4-s0.jsonl"
+    res = read_results(out)
+    assert res.label == "poly_epo" and res.header["model_info"]["run"]["seed"] == 3
+    assert res.header["model_info"]["path"] == str((run / "final").resolve())
+    md = build_report([run], tmp_path / "rep")
+    text = md.read_text()
+    assert "| poly_epo | seed 3 |" in text and "training.png" in text

@@ -150,8 +150,17 @@ def summarize(
         per_problem=[{"problem_id": p["problem_id"], "correct": ci, "distinct_correct": len(m)}
                      for p, ci, m in zip(problems, c, per_cluster)],
     )
-    if summary.counts["unclustered_correct"]:
-        notes.append(f"{summary.counts['unclustered_correct']} correct samples have no cluster id")
+    counts = summary.counts
+    if counts["unclustered_correct"]:
+        notes.append(f"{counts['unclustered_correct']} correct samples have no cluster id")
+    if counts["cluster_failures"]:
+        policies = sorted({str(p.get("cluster_info", {}).get("policy")) for p in problems
+                           if p.get("cluster_info", {}).get("failed")})
+        notes.append(f"clustering failed on {counts['cluster_failures']} problems (policy: {', '.join(policies)}): "
+                     "their cluster ids come from that policy; re-cluster with `polyepo rescore --what clusters`")
+    if counts["reward_none"]:
+        notes.append(f"{counts['reward_none']} samples have no reward (the reward function did not apply); "
+                     "they count as not correct")
     return summary
 
 
