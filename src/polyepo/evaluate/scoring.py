@@ -1,0 +1,167 @@
+"""Scoring and clustering the samples of one problem, and re-scoring a whole results file.
+
+Rewards and clusterers come from the registries (:data:`polyepo.rewards.REWARDS`,
+:data:`polyepo.clustering.CLUSTERERS`), so any registered backend plugs in unchanged. The
+reward function is called as TRL calls it: ``f(prompts=..., completions=..., **columns)``
+with the problem's columns repeated once per sample, completions in conversational form
+(``[{"role": "assistant", "content": text}]``) when the prompt is a chat.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..clustering import make_clusterer
+from ..rewards import make_reward
+from ..tasks.base import Component
+from .results import read_results, write_results
+
+#: Problems re-clustered per ``cluster_many`` call (a judge backend sends them concurrently).
+RESCORE_BLOCK = 32
+
+
+def as_component(choice: str | Component | dict | None, options: dict[str, Any] | None, default: Component,
+                 what: str) -> Component:
+    """A :class:`Component` from a name (plus options), a Component, a header dict, or None (= default)."""
+    if choice is None:
+        if options:
+            raise ValueError(f"{what} options given without a {what} name")
+        return default
+    if isinstance(choice, Component):
+        return Component(choice.name, {**choice.options, **(options or {})})
+    if isinstance(choice, dict):
+        return Component(choice["name"], {**choice.get("options", {}), **(options or {})})
+    return Component(str(choice), dict(options or {}))
+
+
+def component_dict(component: Component) -> dict[str, Any]:
+    return {"name": component.name, "options": dict(component.options)}
+
+
+def prompt_text(prompt: Any) -> str:
+    """What a clusterer sees as the prompt: the text, or the last user message of a chat."""
+    if isinstance(prompt, list):
+        users = [m.get("content", "") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+        return str(users[-1] if users else prompt[-1].get("content", ""))
+    return str(prompt)
+
+
+def score_problem(reward_fn: Any, problem: dict[str, Any]) -> tuple[list[float | None], dict[str, Any]]:
+    """Rewards of one problem's completions and what the reward function reported."""
+    completions = problem["completions"]
+    n = len(completions)
+    if isinstance(problem["prompt"], list):
+        completions = [[{"role": "assistant", "content": c}] for c in completions]
+    columns = {k: [v] * n for k, v in problem.get("columns", {}).items()}
+    rewards = reward_fn(prompts=[problem["prompt"]] * n, completions=completions, **columns)
+    name = getattr(reward_fn, "__name__", "reward")
+    if len(rewards) != n:
+        raise ValueError(f"reward function {name!r} returned {len(rewards)} values for {n} completions")
+    out: list[float | None] = []
+    for r in rewards:
+        if r is not None and not (isinstance(r, (int, float)) and math.isfinite(float(r))):
+            raise ValueError(f"reward function {name!r} returned {r!r} for problem {problem['problem_id']!r}: "
+                             "rewards must be finite numbers or None")
+        out.append(None if r is None else float(r))
+    stats = getattr(reward_fn, "last_stats", None)
+    return out, dict(stats) if isinstance(stats, dict) else {}
+
+
+def cluster_problem(clusterer: Any, problem: dict[str, Any], correct: Sequence[bool],
+                    only_correct: bool = False) -> tuple[list[int | None], dict[str, Any]]:
+    """Cluster ids of one problem's completions (None where not clustered) and what happened."""
+    idx = [i for i, ok in enumerate(correct) if ok] if only_correct else list(range(len(correct)))
+    if not idx:
+        return [None] * len(correct), {"backend": getattr(clusterer, "name", "?"), "clustered": 0}
+    responses = [problem["completions"][i] for i in idx]
+    res = clusterer.cluster(prompt_text(problem["prompt"]), responses, **problem.get("columns", {}))
+    return _place(res, idx, len(correct))
+
+
+def _place(res: Any, idx: list[int], n: int) -> tuple[list[int | None], dict[str, Any]]:
+    """Spread a ClusterResult over the ``idx`` positions of n samples; the rest stay None."""
+    if len(res.ids) != len(idx):
+        raise ValueError(f"clusterer {res.backend!r} returned {len(res.ids)} ids for {len(idx)} responses")
+    ids: list[int | None] = [None] * n
+    for i, c in zip(idx, res.ids):
+        ids[i] = int(c)
+    info = {"backend": res.backend, "clustered": len(idx), "failed": res.failed, "policy": res.policy,
+            "error": res.error, "retries": res.retries, "requests": getattr(res, "requests", 0),
+            "reasks": getattr(res, "reasks", 0), "cache_hit": res.cache_hit,
+            "degenerate": getattr(res, "degenerate", None)}
+    return ids, {k: v for k, v in info.items() if v not in (None, False, 0) or k in ("backend", "clustered")}
+
+
+def cluster_problems(clusterer: Any, problems: list[dict[str, Any]], correct: list[list[bool]],
+                     only_correct: bool = False) -> list[tuple[list[int | None], dict[str, Any]]]:
+    """:func:`cluster_problem` for many problems; through ``cluster_many`` when the backend has
+    it (judge backends send those groups concurrently)."""
+    if not hasattr(clusterer, "cluster_many"):
+        return [cluster_problem(clusterer, p, c, only_correct) for p, c in zip(problems, correct)]
+    picks = [[i for i, ok in enumerate(c) if ok] if only_correct else list(range(len(c))) for c in correct]
+    todo = [j for j, idx in enumerate(picks) if idx]
+    groups = [(prompt_text(problems[j]["prompt"]), [problems[j]["completions"][i] for i in picks[j]],
+               problems[j].get("columns", {})) for j in todo]
+    results = dict(zip(todo, clusterer.cluster_many(groups))) if groups else {}
+    name = getattr(clusterer, "name", "?")
+    return [_place(results[j], picks[j], len(c)) if j in results else ([None] * len(c), {"backend": name, "clustered": 0})
+            for j, c in enumerate(correct)]
+
+
+def correct_of(rewards: Sequence[float | None], threshold: float) -> list[bool]:
+    return [r is not None and r >= threshold for r in rewards]
+
+
+def rescore(
+    path: str | os.PathLike, out: str | os.PathLike | None = None, *,
+    reward: str | Component | None = None, reward_options: dict[str, Any] | None = None,
+    clusterer: str | Component | None = None, clusterer_options: dict[str, Any] | None = None,
+    only_correct: bool | None = None, correct_threshold: float | None = None,
+    rewards: bool = True, clusters: bool = True, progress: bool = True,
+) -> Path:
+    """Re-score and/or re-cluster the samples of a results file, without sampling again.
+
+    Args:
+        path: a finished results file.
+        out: where to write the new file (default: overwrite ``path``, atomically).
+        reward, reward_options: reward function (default: the one recorded in the file).
+        clusterer, clusterer_options: clusterer (default: the one recorded in the file).
+        only_correct: cluster only correct samples (default: as recorded).
+        correct_threshold: a sample is correct when its reward is >= this (default: as recorded).
+        rewards, clusters: which of the two to recompute (clusters are recomputed whenever the
+            verdicts may change and ``only_correct`` is on).
+        progress: show a progress bar.
+    """
+    from .runner import progress_bar
+
+    res = read_results(path)
+    if res.chunks:
+        raise ValueError(f"{path} has unscored problems (an interrupted run): resume it with `polyepo eval` first")
+    header = dict(res.header)
+    rew = as_component(reward if reward is not None else header["reward"], reward_options, Component("?"), "reward")
+    clu = as_component(clusterer if clusterer is not None else header["clusterer"], clusterer_options,
+                       Component("?"), "clusterer")
+    only = header["clusterer"].get("only_correct", False) if only_correct is None else bool(only_correct)
+    threshold = res.correct_threshold if correct_threshold is None else float(correct_threshold)
+    header.update(reward=component_dict(rew), clusterer={**component_dict(clu), "only_correct": only},
+                  correct_threshold=threshold, rescored_from=str(Path(path)))
+    reward_fn = make_reward(rew.name, **rew.options) if rewards else None
+    cl = make_clusterer(clu.name, **clu.options) if clusters or only else None
+    problems = [dict(p) for p in res.problems]
+    with progress_bar(progress) as bar:
+        task = bar.add_task("re-scoring", total=len(problems))
+        for start in range(0, len(problems), RESCORE_BLOCK):
+            block = problems[start:start + RESCORE_BLOCK]
+            for prob in block:
+                if reward_fn is not None:
+                    prob["rewards"], prob["reward_info"] = score_problem(reward_fn, prob)
+            if cl is not None:
+                verdicts = [correct_of(p["rewards"], threshold) for p in block]
+                for prob, (ids, info) in zip(block, cluster_problems(cl, block, verdicts, only)):
+                    prob["clusters"], prob["cluster_info"] = ids, info
+            bar.advance(task, len(block))
+    return write_results(out if out is not None else path, header, problems)
