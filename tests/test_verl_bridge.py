@@ -1,0 +1,166 @@
+"""The verl bridge's verl-free parts: settings, per-group clustering, the reward adapter.
+
+These run in the main environment (no verl). The parts that need verl itself are in
+tests/test_verl.py, which runs in .venv-verl.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from polyepo.clustering import DEGENERATE
+from polyepo.train.verl.groups import (
+    BatchRows,
+    batch_columns,
+    group_indices,
+    ids_from_extras,
+    prompt_text,
+    scatter_columns,
+)
+from polyepo.train.verl.reward import compute_score
+from polyepo.train.verl.settings import VerlSettings, defaults
+from verl_helpers import BrokenClusterer, PrefixClusterer, prefix_ids, registered
+
+
+def test_import_does_not_load_verl_or_torch():
+    code = (
+        "import sys, polyepo.train.verl, polyepo.train.verl.groups, polyepo.train.verl.reward, "
+        "polyepo.train.verl.settings, polyepo.train.verl.estimators\n"
+        "print(','.join(m for m in ('verl', 'torch', 'ray', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_settings_validation_names_the_key():
+    s = VerlSettings.from_config({"polyepo": {"clusterer": "prefix", "estimator_options": {"set_size": 2}}})
+    assert s.cluster_source == "clusterer" and s.estimator_options == {"set_size": 2}
+    assert VerlSettings.from_config({}).cluster_source == "none"
+    assert VerlSettings.from_config({"polyepo": {"estimator_options": None}}).estimator_options == {}
+    with pytest.raises(ValueError, match="unknown key.*'clusterr'.*valid keys: estimator_options"):
+        VerlSettings.from_mapping({"clusterr": "x"})
+    with pytest.raises(ValueError, match="OR cluster_extra_key"):
+        VerlSettings.from_mapping({"clusterer": "x", "cluster_extra_key": "cluster_id"})
+    with pytest.raises(ValueError, match="cluster_workers"):
+        VerlSettings.from_mapping({"cluster_workers": 0})
+    with pytest.raises(ValueError, match="max_failed_group_fraction"):
+        VerlSettings.from_mapping({"max_failed_group_fraction": 1.5})
+    assert defaults()["cluster_workers"] == 8 and defaults()["estimator_options"] == {}
+
+
+def test_prompt_text_and_groups():
+    chat = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "Add 2 and 3."}]
+    assert prompt_text(chat) == "Add 2 and 3."
+    assert prompt_text(np.array(chat, dtype=object)) == "Add 2 and 3."
+    assert prompt_text("plain") == "plain"
+    with pytest.raises(ValueError, match="raw_prompt"):
+        prompt_text(3)
+    groups = group_indices(["b", "a", "b", "c", "a"])
+    assert [g.tolist() for g in groups] == [[0, 2], [1, 4], [3]]
+
+
+def _rows(uids, responses, rewards, extras=None) -> BatchRows:
+    return BatchRows(
+        uids=uids, prompts=[f"prompt of {u}" for u in uids], responses=responses,
+        rewards=np.asarray(rewards, dtype=float), extras=extras or [{} for _ in uids],
+    )
+
+
+def test_clustering_runs_once_per_whole_group_in_any_row_order():
+    # two groups interleaved, as after verl's balancing across data-parallel ranks
+    uids = ["g1", "g2", "g1", "g2", "g1", "g2", "g1", "g2"]
+    responses = ["a1", "x", "b2", "x", "a3", "", "c4", "y"]
+    rewards = [1, 0, 1, 0, 0, 0, 1, 1]
+    extras = [{"score": float(r), "reward_none": 0} for r in rewards]
+    clusterer = PrefixClusterer()
+    cols, stats = batch_columns(_rows(uids, responses, rewards, extras), VerlSettings(clusterer="prefix"), clusterer)
+    # group g1 = rows 0,2,4,6 -> a,b,a,c -> 1,2,1,3 ; group g2 = rows 1,3,5,7 -> x,x,'',y -> 1,1,100,2
+    assert cols["cluster_id"].tolist() == [1, 1, 2, 1, 1, DEGENERATE, 3, 2]
+    assert clusterer.calls == 2
+    assert clusterer.seen_context_keys == ("reward_none", "rewards", "score")
+    assert cols["score"].tolist() == [float(r) for r in rewards]
+    assert stats["polyepo/cluster/groups"] == 2 and stats["polyepo/cluster/failed_groups"] == 0
+    # distinct non-degenerate among all: g1 {1,2,3} = 3, g2 {1,2} = 2; among correct: g1 rows 0,2,6 -> {1,2,3}=3, g2 row 7 -> {2}=1
+    assert stats["polyepo/diversity/distinct_mean"] == 2.5
+    assert stats["polyepo/diversity/distinct_correct_mean"] == 2.0
+    assert stats["polyepo/reward/none_rows"] == 0
+
+
+def test_failed_groups_are_counted_and_too_many_stop_the_step():
+    rows = _rows(["g1", "g1", "g2", "g2"], ["a", "b", "c", "d"], [1, 0, 1, 1])
+    cols, stats = batch_columns(rows, VerlSettings(clusterer="broken", max_failed_group_fraction=1.0), BrokenClusterer())
+    assert cols["cluster_id"].tolist() == [DEGENERATE] * 4
+    assert stats["polyepo/cluster/failed_groups"] == 2 and stats["polyepo/cluster/failed_group_fraction"] == 1.0
+    with pytest.raises(RuntimeError, match=r"failed on 2 of 2 groups .*judge unreachable.*zero_diversity"):
+        batch_columns(rows, VerlSettings(clusterer="broken"), BrokenClusterer())
+
+
+def test_clusterer_errors_name_the_group():
+    class Short(PrefixClusterer):
+        def cluster(self, prompt, responses, **context):
+            res = super().cluster(prompt, responses)
+            res.ids = res.ids[:-1]
+            return res
+
+    with pytest.raises(RuntimeError, match=r"uid='g1'.*returned 1 ids for a group of 2"):
+        batch_columns(_rows(["g1", "g1"], ["a", "b"], [1, 0]), VerlSettings(clusterer="prefix"), Short())
+
+
+def test_ids_from_reward_extras():
+    rows = _rows(["g", "g", "g"], ["a", "b", "c"], [1, 0, 1], [{"cluster_id": 3}, {"cluster_id": 3.0}, {"cluster_id": 7}])
+    cols, stats = batch_columns(rows, VerlSettings(cluster_extra_key="cluster_id"))
+    assert cols["cluster_id"].dtype == np.int64 and cols["cluster_id"].tolist() == [3, 3, 7]
+    assert stats["polyepo/diversity/distinct_correct_mean"] == 2.0
+    with pytest.raises(ValueError, match=r"row 1 .*no extra 'cluster_id'.*its extras: score"):
+        ids_from_extras(_rows(["g", "g"], ["a", "b"], [1, 0], [{"cluster_id": 1}, {"score": 0.0}]), "cluster_id")
+    for bad in (1.5, "x", True, None):
+        with pytest.raises(ValueError, match="is not an integer id"):
+            ids_from_extras(_rows(["g"], ["a"], [1], [{"cluster_id": bad}]), "cluster_id")
+
+
+def test_no_cluster_source_gives_extras_only_and_scatter_fills_padding():
+    rows = _rows(["g", "g"], ["a", "b"], [1, 0], [{"score": 1.0}, {"score": 0.0}])
+    cols, stats = batch_columns(rows, VerlSettings())
+    assert set(cols) == {"score"} and stats == {}
+    full = scatter_columns({"cluster_id": np.array([4, 5]), "score": cols["score"]}, np.array([0, 2]), 4)
+    assert full["cluster_id"].tolist() == [4, DEGENERATE, 5, DEGENERATE]
+    assert full["score"].tolist() == [1.0, None, 0.0, None]
+
+
+def test_reward_adapter_scores_with_the_registered_reward():
+    with registered():
+        kw = {"reward": "exact_answer"}
+        ok = compute_score("toy", " 42 ", None, {"prompt": "6*7?", "answer": "42"}, **kw)
+        assert ok == {"score": 1.0, "reward_none": 0}
+        assert compute_score("toy", "41", None, {"prompt": "6*7?", "answer": "42"}, **kw)["score"] == 0.0
+        # a row the reward does not apply to: an error unless a score is given for it, then counted
+        with pytest.raises(ValueError, match="returned None .*none_reward"):
+            compute_score("toy", "41", None, {"prompt": "p"}, **kw)
+        assert compute_score("toy", "41", None, {"prompt": "p"}, none_reward=0.0, **kw) == {"score": 0.0, "reward_none": 1}
+        with pytest.raises(ValueError, match="reward_kwargs.reward is not set"):
+            compute_score("toy", "41", None, {})
+        with pytest.raises(KeyError, match="valid reward functions: exact_answer"):
+            compute_score("toy", "41", None, {}, reward="exactanswer")
+
+
+def test_reward_adapter_rejects_non_finite_and_wrong_length():
+    from polyepo.rewards import REWARDS
+
+    REWARDS.register("nan_reward", overwrite=True)(lambda **o: (lambda p, c, **k: [float("nan")]))
+    REWARDS.register("two_values", overwrite=True)(lambda **o: (lambda p, c, **k: [1.0, 0.0]))
+    try:
+        with pytest.raises(ValueError, match="must be finite"):
+            compute_score("toy", "x", None, {}, reward="nan_reward")
+        with pytest.raises(ValueError, match="returned 2 values for 1 completion"):
+            compute_score("toy", "x", None, {}, reward="two_values")
+    finally:
+        REWARDS._items.pop("nan_reward", None)
+        REWARDS._items.pop("two_values", None)
+
+
+def test_prefix_helper_matches_hand_ids():
+    assert prefix_ids(["ab", "ac", "b", ""]) == [1, 1, 2, DEGENERATE]
