@@ -22,6 +22,7 @@ import json
 from typing import Any
 
 import numpy as np
+import torch
 import transfer_queue as tq
 from omegaconf import open_dict
 from verl.trainer.ppo.v1 import PPOTrainerSync, register_trainer
@@ -37,31 +38,38 @@ ROW_FIELDS = ["uid", "raw_prompt", "responses", "rm_scores", "extra_fields"]
 
 
 def _as_list(value: Any) -> list:
-    if hasattr(value, "tolist"):
-        return list(value.tolist())
-    return list(value)
+    """Rows of a TransferQueue field: tensors (nested or stacked) or plain Python values."""
+    if isinstance(value, torch.Tensor):
+        return list(value.unbind()) if value.is_nested else list(value)
+    items = value.tolist() if hasattr(value, "tolist") else list(value)
+    return [getattr(v, "data", v) for v in items]
+
+
+def _reward_extras(extra_field: Any) -> dict[str, Any]:
+    extra_field = getattr(extra_field, "data", extra_field)
+    info = extra_field.get("reward_extra_info") if isinstance(extra_field, dict) else None
+    return dict(info or {})
 
 
 def rows_from_fields(data: Any, tokenizer: Any, keep: np.ndarray) -> BatchRows:
-    """:class:`BatchRows` of the rows ``keep`` from a TransferQueue read of ``ROW_FIELDS``.
+    """:class:`BatchRows` of the rows ``keep`` (bool[B]) of a TransferQueue read of ``ROW_FIELDS``.
 
-    ``data``: the TensorDict ``tq.kv_batch_get`` returns (``responses`` and ``rm_scores`` as
-    jagged nested tensors, the rest as non-tensor stacks), one row per key.
+    ``data``: the TensorDict ``tq.kv_batch_get`` returns, one row per key: ``responses`` and
+    ``rm_scores`` as jagged nested tensors (or stacked, when all rows have one length), the
+    other fields as non-tensor stacks.
     """
     uids = _as_list(data["uid"])
-    raw_prompts = list(data["raw_prompt"])
-    extra_fields = [getattr(v, "data", v) for v in _as_list(data["extra_fields"])]
-    lengths = data["responses"].offsets().diff().tolist()
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    responses = data["responses"].to_padded_tensor(padding=pad)
-    rewards = data["rm_scores"].to_padded_tensor(padding=0.0).sum(dim=-1).double().cpu().numpy()
     idx = np.flatnonzero(keep)
+    responses = _as_list(data["responses"])
+    rm_scores = _as_list(data["rm_scores"])
+    raw_prompts = list(data["raw_prompt"])
+    extra_fields = _as_list(data["extra_fields"])
     return BatchRows(
         uids=[uids[i] for i in idx],
         prompts=[prompt_text(raw_prompts[i]) for i in idx],
-        responses=[tokenizer.decode(responses[i, : lengths[i]], skip_special_tokens=True) for i in idx],
-        rewards=rewards[idx],
-        extras=[dict((e or {}).get("reward_extra_info", {}) or {}) if isinstance(e, dict) else {} for e in (extra_fields[i] for i in idx)],
+        responses=[tokenizer.decode(responses[i].tolist(), skip_special_tokens=True) for i in idx],
+        rewards=np.array([float(rm_scores[i].double().sum()) for i in idx], dtype=np.float64),
+        extras=[_reward_extras(extra_fields[i]) for i in idx],
     )
 
 
