@@ -303,3 +303,61 @@ def test_rows_from_transfer_queue_fields():
     rows = rows_from_fields(list_of_dict_to_tensordict(fields), tok, np.array([True, True, False]))
     assert rows.uids == ["u", "u"] and rows.responses == ["42", "a1 b1"] and rows.prompts == ["q?", "q?"]
     assert rows.rewards.tolist() == [1.0, 0.0] and rows.extras[1] == {"score": 0.0, "reward_none": 0}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    __import__("os").environ.get("POLYEPO_VERL_RAY") != "1",
+    reason="starts a local Ray + TransferQueue (~30 s); opt in with POLYEPO_VERL_RAY=1",
+)
+def test_polyepo_sync_advantage_step_on_a_real_transfer_queue():
+    """verl's real ``_compute_advantage`` (TransferQueue reads and writes, KL/rollout-correction
+    branches) with polyepo's step in front, on rows laid out as verl's agent loop writes them."""
+    import ray
+    import transfer_queue as tq
+    from transfer_queue import KVBatchMeta
+    from verl.utils.tensordict_utils import list_of_dict_to_tensordict
+
+    from polyepo.train.verl.trainer import PolyEPOTrainerSync
+
+    tok = tiny_tokenizer()
+    order = [(u, i) for i in range(8) for u in ("p0", "p1")] + [("pad", 0), ("pad", 1)]
+    fields, keys, tags = [], [], []
+    for uid, i in order:
+        text = "x" if uid == "pad" else GROUPS[uid][i]
+        ids = torch.tensor(tok(text, add_special_tokens=False)["input_ids"])
+        r = 0.0 if uid == "pad" else float(text == "42")
+        score = torch.zeros(len(ids))
+        score[-1] = r
+        mask = torch.zeros(len(ids), dtype=torch.long) if uid == "pad" else torch.ones(len(ids), dtype=torch.long)
+        zeros = torch.zeros(len(ids))
+        fields.append({
+            "uid": uid, "raw_prompt": [{"role": "user", "content": "6 * 7 = ?"}], "responses": ids,
+            "response_mask": mask, "rm_scores": score, "rollout_log_probs": zeros, "old_log_probs": zeros,
+            "ref_log_prob": zeros, "values": zeros,
+            "extra_fields": {"reward_extra_info": {"score": r, "reward_none": 0}},
+        })
+        keys.append(f"{uid}_{i}_0")
+        tags.append({"status": "success", "is_padding": uid == "pad"})
+    with registered():
+        cfg = compose_config("algorithm.polyepo.clusterer=prefix", "algorithm.polyepo.estimator_options={set_size:4}",
+                             "actor_rollout_ref.rollout.n=8")
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)  # TQ: 1 controller + 2 storage units
+        try:
+            tq.init()
+            tq.kv_batch_put(keys=keys, partition_id="train", fields=list_of_dict_to_tensordict(fields), tags=tags)
+            trainer = object.__new__(PolyEPOTrainerSync)  # the step under test needs no workers
+            trainer.config, trainer.tokenizer, trainer._polyepo_clusterer = cfg, tok, None
+            metrics: dict = {}
+            trainer._compute_advantage(KVBatchMeta(keys=keys, tags=tags, partition_id="train"), metrics)
+            out = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=["advantages"])
+            adv = [float(a[0]) if a.numel() else 0.0 for a in out["advantages"].unbind()]
+        finally:
+            tq.close()
+            ray.shutdown()
+    for uid, responses in GROUPS.items():
+        r = np.array([float(x == "42") for x in responses])
+        want = compute_advantages(r, prefix_ids(responses), group_sizes=8, estimator="poly_epo", set_size=4)
+        np.testing.assert_allclose([adv[k] for k, (u, _) in enumerate(order) if u == uid], want, rtol=1e-5, atol=1e-6)
+    assert adv[-2:] == [0.0, 0.0]
+    assert metrics["polyepo/cluster/groups"] == 2 and "polyepo/diversity/distinct_correct_mean" in metrics
