@@ -361,3 +361,74 @@ def test_polyepo_sync_advantage_step_on_a_real_transfer_queue():
         np.testing.assert_allclose([adv[k] for k, (u, _) in enumerate(order) if u == uid], want, rtol=1e-5, atol=1e-6)
     assert adv[-2:] == [0.0, 0.0]
     assert metrics["polyepo/cluster/groups"] == 2 and "polyepo/diversity/distinct_correct_mean" in metrics
+
+
+def recipe_config(script: str, **env: str):
+    """The config a recipe would launch (its overrides, composed on verl's config)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "verl" / script
+    out = subprocess.run(["bash", str(path)], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PRINT_OVERRIDES": "1", **env})
+    cfg = compose_config(*out.stdout.splitlines())
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    # what verl's main_ppo checks before starting Ray; a critic-free, reference-free run
+    validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+    assert not need_critic(cfg) and not need_reference_policy(cfg)
+    return cfg
+
+
+@pytest.mark.parametrize("estimator", ["poly_epo", "dr_grpo"])
+def test_seed002_recipe_composes_with_seed_hyperparameters(estimator):
+    cfg = recipe_config("seed002_leetcode.sh", ESTIMATOR=estimator)
+    a, r = cfg.actor_rollout_ref.actor, cfg.actor_rollout_ref.rollout
+    assert cfg.algorithm.adv_estimator == estimator and cfg.trainer.v1.trainer_mode == "polyepo_sync"
+    assert (cfg.data.train_batch_size, r.n, r.temperature, a.optim.lr, cfg.trainer.total_training_steps) == (32, 8, 1.0, 1e-6, 250)
+    assert a.ppo_mini_batch_size == 32 and not a.use_kl_loss and not cfg.algorithm.use_kl_in_reward  # on-policy, no KL
+    assert a.loss_agg_mode == "seq-mean-token-sum-norm" and a.loss_scale_factor == cfg.data.max_response_length
+    s = VerlSettings.from_config(cfg.algorithm)
+    assert s.estimator_options == {"set_size": 4} and s.clusterer == "judge"  # same clustering in both runs
+    assert s.clusterer_options["on_failure"] == "fallback:python_ast"
+    assert cfg.reward.custom_reward_function.reward_kwargs.reward == "code_tests"
+
+
+@pytest.mark.parametrize("estimator", ["poly_epo", "dr_grpo", "grpo_div"])
+def test_paper_math_recipe_composes_with_paper_hyperparameters(estimator):
+    cfg = recipe_config("paper_math.sh", ESTIMATOR=estimator)
+    a, r = cfg.actor_rollout_ref.actor, cfg.actor_rollout_ref.rollout
+    assert (cfg.data.train_batch_size, r.n, r.temperature, a.optim.lr, cfg.trainer.total_training_steps) == (128, 8, 1.0, 1e-6, 850)
+    assert (a.clip_ratio_low, a.clip_ratio_high, cfg.trainer.n_gpus_per_node) == (0.2, 0.28, 4)
+    assert a.loss_agg_mode == "seq-mean-token-sum-norm" and not a.use_kl_loss
+    opts = VerlSettings.from_config(cfg.algorithm).estimator_options
+    if estimator == "poly_epo":  # the paper authors' released variant
+        assert opts == {"set_size": 4, "reduction": "mean", "min_distinct": 1, "degenerate": [100]}
+    r, c = [1, 1, 0, 1, 0, 0, 1, 1], [1, 1, 2, 3, 100, 4, 5, 5]
+    compute_advantages(r, c, group_sizes=8, estimator=estimator, **opts)  # options valid for the estimator
+
+
+def test_data_command_writes_parquet_that_verl_loads(tmp_path):
+    """Task rows -> parquet (with the pass-rate filter) -> verl's RLHFDataset -> our reward."""
+    import json
+
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    from polyepo.train.verl.data import main as data_main
+    from polyepo.train.verl.reward import compute_score
+
+    src, counts, out = tmp_path / "rows.jsonl", tmp_path / "pass.jsonl", tmp_path / "train.parquet"
+    src.write_text("".join(json.dumps({"problem_id": f"q{i}", "prompt": f"{i} + {i} = ?", "answer": str(2 * i)}) + "\n"
+                           for i in range(4)))
+    counts.write_text("".join(json.dumps({"problem_id": f"q{i}", "passed": p}) + "\n" for i, p in enumerate([0, 3, 16, 12])))
+    data_main(["--jsonl", str(src), "--out", str(out), "--pass-counts", str(counts), "--ability", "math"])
+    cfg = compose_config("data.filter_overlong_prompts=false")
+    ds = RLHFDataset(str(out), tiny_tokenizer(), cfg.data)
+    assert len(ds) == 2  # q1 (3 of 16) and q3 (12 of 16) are in the 1..12 band
+    item = ds[1]
+    assert item["raw_prompt"] == [{"role": "user", "content": "3 + 3 = ?"}] and item["data_source"] == "rows"
+    with registered():
+        assert compute_score(item["data_source"], "6", item["reward_model"]["ground_truth"], item["extra_info"],
+                             reward="exact_answer") == {"score": 1.0, "reward_none": 0}

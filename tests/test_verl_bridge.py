@@ -164,3 +164,46 @@ def test_reward_adapter_rejects_non_finite_and_wrong_length():
 
 def test_prefix_helper_matches_hand_ids():
     assert prefix_ids(["ab", "ac", "b", ""]) == [1, 1, 2, DEGENERATE]
+
+
+def test_task_rows_become_verl_rows_and_back():
+    import json
+
+    from polyepo.train.verl.data import to_verl_row
+
+    row = {"prompt": "Write add(a, b).", "problem_id": 7, "test": "assert add(1, 2) == 3", "tags": ["math"], "answer": None}
+    v = to_verl_row(row, 3, data_source="leetcode2k", ability="code", answer_key="answer")
+    assert v["prompt"] == [{"role": "user", "content": "Write add(a, b)."}]
+    assert v["reward_model"] == {"style": "rule", "ground_truth": ""}
+    assert v["extra_info"]["index"] == 3 and v["extra_info"]["problem_id"] == "7"
+    assert json.loads(v["extra_info"]["polyepo_row"]) == row
+    chat = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+    assert to_verl_row({"prompt": chat, "problem_id": "a", "answer": 5}, 0, data_source="m", ability="math",
+                       answer_key="answer")["reward_model"]["ground_truth"] == "5"
+    with pytest.raises(ValueError, match="row 4 has no 'problem_id'"):
+        to_verl_row({"prompt": "x"}, 4, data_source="d", ability="code", answer_key="answer")
+    # the reward adapter decodes the stored row: its columns reach the reward function
+    with registered():
+        got = compute_score("m", "5", "5", {"index": 0, "polyepo_row": json.dumps({"prompt": "p", "answer": "5"})},
+                            reward="exact_answer")
+        assert got["score"] == 1.0
+
+
+def test_pass_rate_filter_keeps_seed002_band(tmp_path):
+    from polyepo.train.verl.data import filter_by_pass_rate, read_jsonl
+
+    rows = [{"problem_id": i, "prompt": f"p{i}"} for i in range(5)]
+    counts = [{"problem_id": i, "passed": p, "n": 16} for i, p in enumerate([0, 1, 12, 13, 6])]
+    kept = filter_by_pass_rate(rows, counts, 1, 12)
+    assert [r["problem_id"] for r in kept] == [1, 2, 4]
+    with pytest.raises(ValueError, match="1 problem.*no pass count.*'4'"):
+        filter_by_pass_rate(rows, counts[:4], 1, 12)
+    with pytest.raises(ValueError, match="min_pass <= max_pass"):
+        filter_by_pass_rate(rows, counts, 5, 2)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"problem_id": 1}\n\n[1, 2]\n')
+    with pytest.raises(ValueError, match="bad.jsonl:3: each line must be a JSON object"):
+        read_jsonl(bad)
+    bad.write_text('{"problem_id": 1\n')
+    with pytest.raises(ValueError, match="bad.jsonl:1: not valid JSON"):
+        read_jsonl(bad)

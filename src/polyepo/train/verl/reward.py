@@ -10,8 +10,10 @@ Point verl at it with::
 ``compute_score(data_source=, solution_str=, ground_truth=, extra_info=, **reward_kwargs)``
 once per rollout; this adapter calls the polyepo reward function registered under
 ``reward`` with TRL's contract, ``f(prompts, completions, **columns)``, on a batch of one:
-``prompts = [extra_info[prompt_key]]``, ``completions = [solution_str]`` and every other
-``extra_info`` field (plus ``ground_truth`` and ``data_source``) as a one-element column.
+``prompts = [row[prompt_key]]``, ``completions = [solution_str]`` and every other column of
+the row (plus ``ground_truth`` and ``data_source``) as a one-element column, where the row is
+``extra_info`` with the task row that :mod:`polyepo.train.verl.data` stores as JSON under
+``extra_info["polyepo_row"]`` decoded into it.
 It returns ``{"score": float, "reward_none": 0 | 1}``; verl stores the dict as the row's
 ``reward_extra_info``, which the trainer's grouping step reads back (docs/verl.md).
 """
@@ -76,7 +78,8 @@ def compute_score(
         solution_str: the decoded response.
         ground_truth: the row's ``reward_model.ground_truth`` (passed on as a column).
         extra_info: the row's ``extra_info`` dict: the reward's columns (``test``,
-            ``entry_point``, ``answer`` ...) and the prompt text under ``prompt_key``.
+            ``entry_point``, ``answer`` ...) and the prompt under ``prompt_key``, directly or
+            inside the JSON string ``extra_info["polyepo_row"]``.
         reward: name in ``polyepo.rewards.REWARDS`` (from ``reward_kwargs``).
         reward_options: options for the reward's factory.
         none_reward: the score given to a row the reward returns None for ("not
@@ -93,6 +96,8 @@ def compute_score(
             "(e.g. +reward.custom_reward_function.reward_kwargs.reward=code_tests)"
         )
     info = dict(plain(extra_info) if extra_info is not None else {})
+    if "polyepo_row" in info:  # the task row, stored whole by polyepo.train.verl.data
+        info.update(json.loads(info.pop("polyepo_row")))
     fn = reward_function(reward, reward_options)
     columns = {k: [v] for k, v in info.items() if k != prompt_key}  # as TRL: the prompt is not a column
     columns.setdefault("ground_truth", [plain(ground_truth)])
