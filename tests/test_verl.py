@@ -432,3 +432,18 @@ def test_data_command_writes_parquet_that_verl_loads(tmp_path):
     with registered():
         assert compute_score(item["data_source"], "6", item["reward_model"]["ground_truth"], item["extra_info"],
                              reward="exact_answer") == {"score": 1.0, "reward_none": 0}
+
+
+def test_entry_point_runs_verls_main_on_polyepo_config():
+    """``python -m polyepo.train.verl`` = verl's Hydra main + our config (``--cfg job`` prints, runs nothing)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "polyepo.train.verl", "--cfg", "job", "algorithm.polyepo.clusterer=prefix"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    cfg = OmegaConf.create(out.stdout)
+    assert cfg.algorithm.polyepo.clusterer == "prefix" and cfg.trainer.v1.trainer_mode == "polyepo_sync"
+    assert cfg.ray_kwargs.ray_init.runtime_env.worker_process_setup_hook == "polyepo.train.verl.register"
+    bad = subprocess.run([sys.executable, "-m", "polyepo.train.verl", "--config-name", "x"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "use verl's main_ppo" in bad.stderr
