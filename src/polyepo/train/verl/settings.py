@@ -49,7 +49,8 @@ class VerlSettings:
     function that returns ``{"score": ..., "<key>": id}``). Exclusive with ``clusterer``."""
 
     cluster_workers: int = 8
-    """Groups clustered concurrently (threads; an LLM judge is network-bound)."""
+    """Groups clustered concurrently (threads; an LLM judge is network-bound). The clusterer
+    is shared by the threads: use 1 for a clusterer that is not thread-safe."""
 
     max_failed_group_fraction: float = 0.5
     """A group whose clusterer reports ``failed`` keeps the ids of the clusterer's own failure
