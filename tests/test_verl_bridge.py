@@ -207,3 +207,22 @@ def test_pass_rate_filter_keeps_seed002_band(tmp_path):
     bad.write_text('{"problem_id": 1\n')
     with pytest.raises(ValueError, match="bad.jsonl:1: not valid JSON"):
         read_jsonl(bad)
+
+
+def test_yaml_config_matches_settings_and_reward_signature():
+    import inspect
+    from pathlib import Path
+
+    import yaml
+
+    import polyepo.train.verl as pv
+
+    cfg = yaml.safe_load((Path(pv.CONFIG_DIR) / f"{pv.CONFIG_NAME}.yaml").read_text())
+    section = cfg["algorithm"]["polyepo"]
+    assert {k: ({} if v is None and isinstance(defaults()[k], dict) else v) for k, v in section.items()} == defaults()
+    kwargs = cfg["reward"]["custom_reward_function"]["reward_kwargs"]
+    params = inspect.signature(compute_score).parameters
+    assert set(kwargs) == {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY}
+    assert kwargs == {n: params[n].default for n in kwargs}
+    assert cfg["reward"]["custom_reward_function"]["path"] == "pkg://polyepo.train.verl.reward"
+    assert cfg["ray_kwargs"]["ray_init"]["runtime_env"]["worker_process_setup_hook"] == "polyepo.train.verl.register"
