@@ -123,9 +123,10 @@ def test_ids_from_reward_extras():
 
 
 def test_no_cluster_source_gives_extras_only_and_scatter_fills_padding():
-    rows = _rows(["g", "g"], ["a", "b"], [1, 0], [{"score": 1.0}, {"score": 0.0}])
+    rows = _rows(["g", "g"], ["a", "b"], [1, 0], [{"score": 1.0, "tests": [1, 0]}, {"score": 0.0, "tests": [0, 0]}])
     cols, stats = batch_columns(rows, VerlSettings())
-    assert set(cols) == {"score"} and stats == {}
+    assert set(cols) == {"score", "tests"} and stats == {}
+    assert cols["tests"][0] == [1, 0] and cols["tests"].shape == (2,)  # list-valued extras stay per row
     full = scatter_columns({"cluster_id": np.array([4, 5]), "score": cols["score"]}, np.array([0, 2]), 4)
     assert full["cluster_id"].tolist() == [4, DEGENERATE, 5, DEGENERATE]
     assert full["score"].tolist() == [1.0, None, 0.0, None]

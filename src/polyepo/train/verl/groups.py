@@ -180,7 +180,8 @@ def batch_columns(
     columns: dict[str, np.ndarray] = {}
     for key in keys:
         col = np.empty(len(rows.uids), dtype=object)
-        col[:] = [extra.get(key) for extra in rows.extras]
+        for i, extra in enumerate(rows.extras):  # one by one: list-valued extras stay whole
+            col[i] = extra.get(key)
         columns[key] = col
     stats: dict[str, float] = {}
     if "reward_none" in columns:
