@@ -1,0 +1,104 @@
+"""verl 0.9's v1 synchronous trainer with polyepo's grouping step before the advantages.
+
+Registered in verl's trainer registry as ``polyepo_sync`` (``trainer.v1.trainer_mode=
+polyepo_sync``). It differs from verl's ``sync`` trainer (``PPOTrainerSync``) in ONE method,
+``_compute_advantage``: before verl's own code runs, it reads each row's ``uid``, prompt,
+response and ``reward_extra_info`` from verl's TransferQueue, clusters every group once on
+all of its responses (:mod:`polyepo.train.verl.groups`), logs the clustering and diversity
+metrics, and makes the columns visible to polyepo's estimators while verl's
+``_compute_advantage`` runs (:func:`polyepo.train.verl.estimators.estimator_columns`).
+verl's KL-in-reward, rollout correction and write-back stay verl's.
+
+Relies on (verl 0.9.1, checked by tests/test_verl.py): ``verl.trainer.ppo.v1.PPOTrainerSync``
+and ``register_trainer``; ``PPOTrainer._compute_advantage(batch: KVBatchMeta, metrics)``
+reading rows with ``tq.kv_batch_get(keys=batch.keys, ...)``; the TransferQueue fields
+``uid``, ``raw_prompt``, ``responses``, ``rm_scores``, ``extra_fields["reward_extra_info"]``
+and the ``is_padding`` tag of verl's synthetic rows.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import torch
+import transfer_queue as tq
+from omegaconf import open_dict
+from verl.trainer.ppo.v1 import PPOTrainerSync, register_trainer
+
+from ...clustering import Clusterer, make_clusterer
+from .estimators import estimator_columns
+from .groups import BatchRows, batch_columns, prompt_text, scatter_columns
+from .settings import VerlSettings
+
+TRAINER_MODE = "polyepo_sync"
+#: TransferQueue fields the grouping step reads.
+ROW_FIELDS = ["uid", "raw_prompt", "responses", "rm_scores", "extra_fields"]
+
+
+def _as_list(value: Any) -> list:
+    """Rows of a TransferQueue field: tensors (nested or stacked) or plain Python values."""
+    if isinstance(value, torch.Tensor):
+        return list(value.unbind()) if value.is_nested else list(value)
+    items = value.tolist() if hasattr(value, "tolist") else list(value)
+    return [getattr(v, "data", v) for v in items]
+
+
+def _reward_extras(extra_field: Any) -> dict[str, Any]:
+    extra_field = getattr(extra_field, "data", extra_field)
+    info = extra_field.get("reward_extra_info") if isinstance(extra_field, dict) else None
+    return dict(info or {})
+
+
+def rows_from_fields(data: Any, tokenizer: Any, keep: np.ndarray) -> BatchRows:
+    """:class:`BatchRows` of the rows ``keep`` (bool[B]) of a TransferQueue read of ``ROW_FIELDS``.
+
+    ``data``: the TensorDict ``tq.kv_batch_get`` returns, one row per key: ``responses`` and
+    ``rm_scores`` as jagged nested tensors (or stacked, when all rows have one length), the
+    other fields as non-tensor stacks.
+    """
+    uids = _as_list(data["uid"])
+    idx = np.flatnonzero(keep)
+    responses = _as_list(data["responses"])
+    rm_scores = _as_list(data["rm_scores"])
+    raw_prompts = list(data["raw_prompt"])
+    extra_fields = _as_list(data["extra_fields"])
+    return BatchRows(
+        uids=[uids[i] for i in idx],
+        prompts=[prompt_text(raw_prompts[i]) for i in idx],
+        responses=[tokenizer.decode(responses[i].tolist(), skip_special_tokens=True) for i in idx],
+        rewards=np.array([float(rm_scores[i].double().sum()) for i in idx], dtype=np.float64),
+        extras=[_reward_extras(extra_fields[i]) for i in idx],
+    )
+
+
+@register_trainer(TRAINER_MODE)
+class PolyEPOTrainerSync(PPOTrainerSync):
+    """verl's synchronous PPO trainer plus polyepo's per-group clustering step."""
+
+    def __init__(self, config: Any) -> None:
+        # verl branches on trainer_mode == "sync" (replay buffer, refills): run as "sync".
+        with open_dict(config.trainer.v1):
+            config.trainer.v1.trainer_mode = "sync"
+        super().__init__(config)
+        self._polyepo_clusterer: tuple[str, Clusterer] | None = None
+
+    def _clusterer(self, settings: VerlSettings) -> Clusterer | None:
+        if settings.clusterer is None:
+            return None
+        key = json.dumps([settings.clusterer, settings.clusterer_options], sort_keys=True, default=str)
+        if self._polyepo_clusterer is None or self._polyepo_clusterer[0] != key:
+            self._polyepo_clusterer = (key, make_clusterer(settings.clusterer, **settings.clusterer_options))
+        return self._polyepo_clusterer[1]
+
+    def _compute_advantage(self, batch: Any, metrics: dict) -> Any:
+        settings = VerlSettings.from_config(self.config.algorithm)
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=ROW_FIELDS)
+        keep = np.array([not tag.get("is_padding", False) for tag in batch.tags], dtype=bool)
+        rows = rows_from_fields(data, self.tokenizer, keep)
+        columns, stats = batch_columns(rows, settings, self._clusterer(settings))
+        metrics.update(stats)
+        all_uids = _as_list(data["uid"])
+        with estimator_columns(all_uids, scatter_columns(columns, np.flatnonzero(keep), len(all_uids))):
+            return super()._compute_advantage(batch, metrics)

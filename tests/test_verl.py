@@ -1,0 +1,449 @@
+"""polyepo inside verl 0.9, through verl's own code paths (CPU, no Ray).
+
+Runs only where verl is installed: ``bash scripts/setup.sh verl`` then
+``.venv-verl/bin/python -m pytest -q tests/test_verl.py``. In the main environment every
+test here is skipped (verl pins transformers<5.11, which the TRL extra cannot share).
+What these tests do not cover: a real verl training step (Ray workers, FSDP, vLLM), which
+needs GPUs; see docs/verl.md for the recipes and what was run.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import numpy as np
+import pytest
+
+verl = pytest.importorskip(
+    "verl", reason="verl is not installed in this environment; it lives in .venv-verl (bash scripts/setup.sh verl)"
+)
+warnings.filterwarnings("ignore", category=UserWarning)
+
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+from verl import DataProto  # noqa: E402
+from verl.trainer.ppo import core_algos  # noqa: E402
+from verl.trainer.ppo.ray_trainer import compute_advantage  # noqa: E402
+from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories  # noqa: E402
+
+import polyepo.train.verl as pv  # noqa: E402
+from polyepo.advantages import ESTIMATORS, compute_advantages  # noqa: E402
+from polyepo.train.verl.estimators import estimator_columns  # noqa: E402
+from polyepo.train.verl.groups import BatchRows, batch_columns  # noqa: E402
+from polyepo.train.verl.settings import VerlSettings, defaults  # noqa: E402
+from verl_helpers import prefix_ids, registered  # noqa: E402
+
+NAMES = pv.register()
+
+
+def algo_config(**polyepo) -> OmegaConf:
+    """An ``algorithm`` section as verl hands it to estimators (a DictConfig)."""
+    return OmegaConf.create({"adv_estimator": "x", "norm_adv_by_std_in_grpo": True, "polyepo": polyepo})
+
+
+def make_batch(rewards, uids, lengths, T=7) -> DataProto:
+    """A DataProto as verl's advantage step builds it: outcome reward on the last response token."""
+    B = len(rewards)
+    mask = torch.zeros(B, T)
+    scores = torch.zeros(B, T)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = 1
+        if n:
+            scores[i, n - 1] = float(rewards[i])
+    return DataProto.from_dict(
+        tensors={"token_level_rewards": scores, "response_mask": mask},
+        non_tensors={"uid": np.array(uids, dtype=object)},
+    )
+
+
+def expected(adv: np.ndarray, lengths, T=7) -> np.ndarray:
+    return np.array([[a if t < n else 0.0 for t in range(T)] for a, n in zip(adv, lengths)])
+
+
+def test_names_and_verl_builtins_untouched():
+    builtins = {e.value for e in core_algos.AdvantageEstimator}
+    # polyepo names that verl has as built-ins get a prefix; the others keep their names
+    assert NAMES == {n: (f"polyepo_{n}" if n in builtins else n) for n in ESTIMATORS.names()}
+    assert NAMES["poly_epo"] == "poly_epo" and NAMES["grpo"] == "polyepo_grpo" and NAMES["rloo"] == "polyepo_rloo"
+    assert core_algos.get_adv_estimator_fn("grpo") is core_algos.compute_grpo_outcome_advantage
+    assert pv.register() == NAMES  # idempotent
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("poly_epo", {"set_size": 4}),
+        ("poly_epo", {"set_size": 3, "reduction": "mean", "min_distinct": 1, "degenerate": [100]}),
+        ("grpo_div", {}),
+        ("dr_grpo", {}),
+        ("pass_at_k", {"set_size": 2}),
+        ("grpo", {}),
+        ("rloo", {}),
+    ],
+)
+def test_verl_compute_advantage_equals_pure_function(name, options):
+    rng = np.random.default_rng(abs(hash((name, str(options)))) % 2**32)
+    # 3 groups of 8, rows shuffled (verl balances rows across ranks before this step)
+    uids = np.repeat(["p0", "p1", "p2"], 8)
+    rewards = rng.integers(0, 2, 24).astype(float)
+    clusters = rng.choice([1, 2, 3, 4, 100], 24)
+    lengths = rng.integers(1, 8, 24)
+    perm = rng.permutation(24)
+    uids, rewards, clusters, lengths = uids[perm], rewards[perm], clusters[perm], lengths[perm]
+    pure = compute_advantages(rewards, clusters, group_ids=uids, estimator=name, **options)
+    cfg = algo_config(estimator_options=options)
+    with estimator_columns(uids, {"cluster_id": clusters}):
+        data = compute_advantage(make_batch(rewards, uids, lengths), adv_estimator=NAMES[name], config=cfg)
+        keys = [f"{u}_{i}_0" for i, u in enumerate(uids)]  # v1 keys: {uid}_{session}_{index}
+        data_v1 = compute_advantage_for_multi_trajectories(
+            make_batch(rewards, uids, lengths), batch_keys=keys, adv_estimator=NAMES[name], config=cfg
+        )
+    np.testing.assert_allclose(data.batch["advantages"].numpy(), expected(pure, lengths), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(data.batch["returns"].numpy(), expected(pure, lengths), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(data_v1.batch["advantages"].numpy(), expected(pure, lengths), rtol=1e-6, atol=1e-6)
+
+
+def test_known_answer_and_padding_rows():
+    # dr_grpo by hand: group a = [1, 0] -> [+0.5, -0.5]; group b = [1, 1, 0, 1] -> mean 0.75
+    uids = ["a", "b", "a", "b", "b", "b", "pad", "pad"]
+    rewards = [1, 1, 0, 1, 0, 1, 0, 0]
+    lengths = [2, 3, 1, 1, 4, 2, 0, 0]  # verl's synthetic padding rows have no response token
+    data = compute_advantage(make_batch(rewards, uids, lengths), adv_estimator="dr_grpo", config=algo_config())
+    adv = [0.5, 0.25, -0.5, 0.25, -0.75, 0.25, 0.0, 0.0]
+    np.testing.assert_allclose(data.batch["advantages"].numpy(), expected(adv, lengths), atol=1e-7)
+    # poly_epo with set_size 4 on a padding group of 2 would be an error; padding rows are left out
+    with estimator_columns(uids, {"cluster_id": [1, 1, 2, 2, 3, 4, 100, 100]}):
+        data = compute_advantage(make_batch(rewards, uids, lengths), adv_estimator="poly_epo",
+                                 config=algo_config(estimator_options={"set_size": 2}))
+    pure_b = compute_advantages([1, 1, 0, 1], [1, 2, 3, 4], group_sizes=4, estimator="poly_epo", set_size=2)
+    assert np.allclose(data.batch["advantages"].numpy()[[1, 3, 4, 5], 0], pure_b, atol=1e-6)
+    assert np.all(data.batch["advantages"].numpy()[6:] == 0)
+
+
+def test_poly_epo_without_cluster_ids_fails_loudly():
+    data = make_batch([1, 0, 1, 0], ["a"] * 4, [1, 1, 1, 1])
+    with pytest.raises(RuntimeError, match="trainer_mode=polyepo_sync"):
+        compute_advantage(data, adv_estimator="poly_epo", config=algo_config())
+
+
+def test_row_order_change_fails_loudly():
+    data = make_batch([1, 0, 1, 0], ["a", "b", "a", "b"], [1, 1, 1, 1])
+    with estimator_columns(["b", "a", "a", "b"], {"cluster_id": [1, 2, 3, 4]}):
+        with pytest.raises(RuntimeError, match="not the batch polyepo prepared"):
+            compute_advantage(data, adv_estimator="poly_epo", config=algo_config(estimator_options={"set_size": 2}))
+
+
+def test_unknown_estimator_option_names_valid_ones():
+    data = make_batch([1, 0, 1, 0], ["a"] * 4, [1, 1, 1, 1])
+    with estimator_columns(["a"] * 4, {"cluster_id": [1, 2, 3, 4]}):
+        with pytest.raises(ValueError, match="no option.*'sett_size'.*valid options: set_size"):
+            compute_advantage(data, adv_estimator="poly_epo", config=algo_config(estimator_options={"sett_size": 2}))
+
+
+def test_what_verl_passes_to_custom_estimators():
+    """Fails loudly if verl's compute_advantage changes what a custom estimator receives."""
+    seen = {}
+
+    @core_algos.register_adv_est("polyepo_test_probe")
+    def probe(**kwargs):
+        seen.update(kwargs)
+        return kwargs["token_level_rewards"], kwargs["token_level_rewards"]
+
+    compute_advantage(make_batch([1, 0], ["a", "a"], [1, 1]), adv_estimator="polyepo_test_probe", config=algo_config())
+    assert set(seen) == {"token_level_rewards", "response_mask", "config", "index"}
+    src = inspect.getsource(verl.trainer.ppo.v1.trainer_base.PPOTrainer._compute_advantage)
+    for needle in ("tq.kv_batch_get(keys=batch.keys", "compute_advantage_for_multi_trajectories(", '"uid"'):
+        assert needle in src, f"verl's PPOTrainer._compute_advantage no longer contains {needle!r}"
+
+
+def test_trainer_registered_and_overrides_one_step():
+    from verl.trainer.ppo.v1 import PPOTrainerSync, get_trainer_cls
+
+    cls = get_trainer_cls("polyepo_sync")
+    assert issubclass(cls, PPOTrainerSync) and cls.__module__ == "polyepo.train.verl.trainer"
+    overridden = {k for k, v in vars(cls).items() if callable(v) and not k.startswith("__")}
+    assert overridden == {"_compute_advantage", "_clusterer"}
+    assert "_compute_advantage" in vars(verl.trainer.ppo.v1.trainer_base.PPOTrainer)
+
+
+def compose_config(*overrides: str):
+    with initialize_config_dir(config_dir=pv.CONFIG_DIR, version_base=None):
+        return compose(config_name=pv.CONFIG_NAME, overrides=list(overrides))
+
+
+def test_config_composes_on_verl_and_matches_settings():
+    cfg = compose_config("algorithm.polyepo.clusterer=prefix", "algorithm.polyepo.estimator_options={set_size:4}")
+    assert cfg.algorithm.adv_estimator == "poly_epo" and cfg.trainer.v1.trainer_mode == "polyepo_sync"
+    assert cfg.actor_rollout_ref.rollout.n is not None  # verl's own keys are all there
+    s = VerlSettings.from_config(cfg.algorithm)
+    assert s.clusterer == "prefix" and s.estimator_options == {"set_size": 4}
+    yaml_defaults = OmegaConf.to_container(compose_config().algorithm.polyepo)
+    assert {k: ({} if v is None and isinstance(defaults()[k], dict) else v) for k, v in yaml_defaults.items()} == defaults()
+    hook = cfg.ray_kwargs.ray_init.runtime_env.worker_process_setup_hook
+    module, fn = hook.rsplit(".", 1)
+    assert getattr(__import__(module, fromlist=[fn]), fn) is pv.register
+
+
+def tiny_tokenizer():
+    """A word-level tokenizer built here (nothing from a hub)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["[PAD]", "[EOS]", "42", "41", "a1", "a2", "b1", "c1", "x", "y"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[PAD]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", eos_token="[EOS]")
+
+
+def run_verl_reward(manager, tokenizer, response: str, answer: str) -> dict:
+    """One rollout through verl's own reward manager (``run_single``, as its reward loop calls it)."""
+    ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    prompt = torch.tensor([[1, 1]])
+    resp = torch.tensor([ids])
+    item = DataProto.from_dict(
+        tensors={"prompts": prompt, "responses": resp, "attention_mask": torch.ones(1, 2 + len(ids), dtype=torch.long)},
+        non_tensors={
+            "data_source": np.array(["toy"], dtype=object),
+            "reward_model": np.array([{"ground_truth": answer}], dtype=object),
+            "extra_info": np.array([{"prompt": "6 * 7 = ?", "answer": answer}], dtype=object),
+        },
+    )
+    return manager.loop.run_until_complete(manager.run_single(item))
+
+
+GROUPS = {  # uid -> responses (8 rollouts each); the answer is 42
+    "p0": ["42", "a1", "42", "a2", "b1", "42", "x", "42"],
+    "p1": ["41", "42", "c1", "42", "y", "x", "42", "41"],
+}
+
+
+def _group_rows(cfg, rows_order):
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    tokenizer = tiny_tokenizer()
+    manager = load_reward_manager(cfg, tokenizer)  # verl resolves custom_reward_function here
+    uids, responses, extras = [], [], []
+    for uid, i in rows_order:
+        out = run_verl_reward(manager, tokenizer, GROUPS[uid][i], "42")
+        uids.append(uid)
+        responses.append(GROUPS[uid][i])
+        extras.append(out["reward_extra_info"])
+    rewards = np.array([e["score"] for e in extras])
+    return BatchRows(uids, ["6 * 7 = ?"] * len(uids), responses, rewards, extras)
+
+
+def test_reward_extras_and_clusters_reach_the_estimator():
+    """verl's reward manager runs our compute_score; its extras, the per-group clusters and the
+    rewards reach the estimator through verl's compute_advantage."""
+    with registered():
+        cfg = compose_config("reward.custom_reward_function.reward_kwargs.reward=exact_answer",
+                             "algorithm.polyepo.clusterer=prefix", "algorithm.polyepo.estimator_options={set_size:4}")
+        order = [(u, i) for i in range(8) for u in ("p0", "p1")]  # interleaved groups
+        rows = _group_rows(cfg, order)
+        assert rows.extras[0] == {"score": 1.0, "reward_none": 0}
+        settings = VerlSettings.from_config(cfg.algorithm)
+        from polyepo.clustering import make_clusterer
+
+        columns, stats = batch_columns(rows, settings, make_clusterer("prefix"))
+        assert set(columns) == {"score", "reward_none", "cluster_id"}
+        data = make_batch(rows.rewards, rows.uids, [3] * 16)
+        with estimator_columns(rows.uids, columns):
+            out = compute_advantage(data, adv_estimator="poly_epo", config=cfg.algorithm)
+    got = out.batch["advantages"].numpy()[:, 0]
+    for uid, responses in GROUPS.items():
+        r = np.array([float(x == "42") for x in responses])
+        want = compute_advantages(r, prefix_ids(responses), group_sizes=8, estimator="poly_epo", set_size=4)
+        rows_of = [k for k, (u, _) in enumerate(order) if u == uid]
+        np.testing.assert_allclose(got[rows_of], want, rtol=1e-6, atol=1e-6)
+    assert stats["polyepo/cluster/groups"] == 2
+
+
+def test_cluster_ids_returned_by_a_reward_function_reach_the_estimator(tmp_path):
+    """A user's verl reward file that adds ``cluster_id`` to our extras (cluster_extra_key)."""
+    user = tmp_path / "user_reward.py"
+    user.write_text(
+        "from polyepo.train.verl.reward import compute_score as polyepo_score\n"
+        "def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kw):\n"
+        "    out = polyepo_score(data_source, solution_str, ground_truth, extra_info, **kw)\n"
+        "    out['cluster_id'] = 100 if not solution_str.strip() else 1 + ord(solution_str.strip()[0]) % 7\n"
+        "    return out\n"
+    )
+    with registered():
+        cfg = compose_config(f"reward.custom_reward_function.path={user}",
+                             "reward.custom_reward_function.reward_kwargs.reward=exact_answer",
+                             "algorithm.polyepo.cluster_extra_key=cluster_id",
+                             "algorithm.polyepo.estimator_options={set_size:3,reduction:mean}")
+        rows = _group_rows(cfg, [("p1", i) for i in range(8)])
+    columns, _ = batch_columns(rows, VerlSettings.from_config(cfg.algorithm))
+    ids = [1 + ord(x[0]) % 7 for x in GROUPS["p1"]]
+    assert columns["cluster_id"].tolist() == ids
+    with estimator_columns(rows.uids, columns):
+        out = compute_advantage(make_batch(rows.rewards, rows.uids, [2] * 8), adv_estimator="poly_epo", config=cfg.algorithm)
+    r = np.array([float(x == "42") for x in GROUPS["p1"]])
+    want = compute_advantages(r, ids, group_sizes=8, estimator="poly_epo", set_size=3, reduction="mean")
+    np.testing.assert_allclose(out.batch["advantages"].numpy()[:, 0], want, rtol=1e-6, atol=1e-7)
+
+
+def test_rows_from_transfer_queue_fields():
+    """The grouping step's reader on fields laid out as verl writes them to TransferQueue."""
+    from verl.utils.tensordict_utils import list_of_dict_to_tensordict
+
+    from polyepo.train.verl.trainer import rows_from_fields
+
+    tok = tiny_tokenizer()
+    fields = []
+    for uid, text, r in [("u", "42", 1.0), ("u", "a1 b1", 0.0), ("pad", "x", 0.0)]:
+        ids = torch.tensor(tok(text, add_special_tokens=False)["input_ids"])
+        score = torch.zeros(len(ids))
+        score[-1] = r
+        fields.append({"uid": uid, "raw_prompt": [{"role": "user", "content": "q?"}], "responses": ids,
+                       "rm_scores": score, "extra_fields": {"reward_extra_info": {"score": r, "reward_none": 0}}})
+    rows = rows_from_fields(list_of_dict_to_tensordict(fields), tok, np.array([True, True, False]))
+    assert rows.uids == ["u", "u"] and rows.responses == ["42", "a1 b1"] and rows.prompts == ["q?", "q?"]
+    assert rows.rewards.tolist() == [1.0, 0.0] and rows.extras[1] == {"score": 0.0, "reward_none": 0}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    __import__("os").environ.get("POLYEPO_VERL_RAY") != "1",
+    reason="starts a local Ray + TransferQueue (~30 s); opt in with POLYEPO_VERL_RAY=1",
+)
+def test_polyepo_sync_advantage_step_on_a_real_transfer_queue():
+    """verl's real ``_compute_advantage`` (TransferQueue reads and writes, KL/rollout-correction
+    branches) with polyepo's step in front, on rows laid out as verl's agent loop writes them."""
+    import ray
+    import transfer_queue as tq
+    from transfer_queue import KVBatchMeta
+    from verl.utils.tensordict_utils import list_of_dict_to_tensordict
+
+    from polyepo.train.verl.trainer import PolyEPOTrainerSync
+
+    tok = tiny_tokenizer()
+    order = [(u, i) for i in range(8) for u in ("p0", "p1")] + [("pad", 0), ("pad", 1)]
+    fields, keys, tags = [], [], []
+    for uid, i in order:
+        text = "x" if uid == "pad" else GROUPS[uid][i]
+        ids = torch.tensor(tok(text, add_special_tokens=False)["input_ids"])
+        r = 0.0 if uid == "pad" else float(text == "42")
+        score = torch.zeros(len(ids))
+        score[-1] = r
+        mask = torch.zeros(len(ids), dtype=torch.long) if uid == "pad" else torch.ones(len(ids), dtype=torch.long)
+        zeros = torch.zeros(len(ids))
+        fields.append({
+            "uid": uid, "raw_prompt": [{"role": "user", "content": "6 * 7 = ?"}], "responses": ids,
+            "response_mask": mask, "rm_scores": score, "rollout_log_probs": zeros, "old_log_probs": zeros,
+            "ref_log_prob": zeros, "values": zeros,
+            "extra_fields": {"reward_extra_info": {"score": r, "reward_none": 0}},
+        })
+        keys.append(f"{uid}_{i}_0")
+        tags.append({"status": "success", "is_padding": uid == "pad"})
+    with registered():
+        cfg = compose_config("algorithm.polyepo.clusterer=prefix", "algorithm.polyepo.estimator_options={set_size:4}",
+                             "actor_rollout_ref.rollout.n=8")
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)  # TQ: 1 controller + 2 storage units
+        try:
+            tq.init()
+            tq.kv_batch_put(keys=keys, partition_id="train", fields=list_of_dict_to_tensordict(fields), tags=tags)
+            trainer = object.__new__(PolyEPOTrainerSync)  # the step under test needs no workers
+            trainer.config, trainer.tokenizer, trainer._polyepo_clusterer = cfg, tok, None
+            metrics: dict = {}
+            trainer._compute_advantage(KVBatchMeta(keys=keys, tags=tags, partition_id="train"), metrics)
+            out = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=["advantages"])
+            adv = [float(a[0]) if a.numel() else 0.0 for a in out["advantages"].unbind()]
+        finally:
+            tq.close()
+            ray.shutdown()
+    for uid, responses in GROUPS.items():
+        r = np.array([float(x == "42") for x in responses])
+        want = compute_advantages(r, prefix_ids(responses), group_sizes=8, estimator="poly_epo", set_size=4)
+        np.testing.assert_allclose([adv[k] for k, (u, _) in enumerate(order) if u == uid], want, rtol=1e-5, atol=1e-6)
+    assert adv[-2:] == [0.0, 0.0]
+    assert metrics["polyepo/cluster/groups"] == 2 and "polyepo/diversity/distinct_correct_mean" in metrics
+
+
+def recipe_config(script: str, **env: str):
+    """The config a recipe would launch (its overrides, composed on verl's config)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "verl" / script
+    out = subprocess.run(["bash", str(path)], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PRINT_OVERRIDES": "1", **env})
+    cfg = compose_config(*out.stdout.splitlines())
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    # what verl's main_ppo checks before starting Ray; a critic-free, reference-free run
+    validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+    assert not need_critic(cfg) and not need_reference_policy(cfg)
+    return cfg
+
+
+@pytest.mark.parametrize("estimator", ["poly_epo", "dr_grpo"])
+def test_seed002_recipe_composes_with_seed_hyperparameters(estimator):
+    cfg = recipe_config("seed002_leetcode.sh", ESTIMATOR=estimator)
+    a, r = cfg.actor_rollout_ref.actor, cfg.actor_rollout_ref.rollout
+    assert cfg.algorithm.adv_estimator == estimator and cfg.trainer.v1.trainer_mode == "polyepo_sync"
+    assert (cfg.data.train_batch_size, r.n, r.temperature, a.optim.lr, cfg.trainer.total_training_steps) == (32, 8, 1.0, 1e-6, 250)
+    assert a.ppo_mini_batch_size == 32 and not a.use_kl_loss and not cfg.algorithm.use_kl_in_reward  # on-policy, no KL
+    assert a.loss_agg_mode == "seq-mean-token-sum-norm" and a.loss_scale_factor == cfg.data.max_response_length
+    s = VerlSettings.from_config(cfg.algorithm)
+    assert s.estimator_options == {"set_size": 4} and s.clusterer == "judge"  # same clustering in both runs
+    assert s.clusterer_options["on_failure"] == "fallback:python_ast"
+    assert cfg.reward.custom_reward_function.reward_kwargs.reward == "code_tests"
+
+
+@pytest.mark.parametrize("estimator", ["poly_epo", "dr_grpo", "grpo_div"])
+def test_paper_math_recipe_composes_with_paper_hyperparameters(estimator):
+    cfg = recipe_config("paper_math.sh", ESTIMATOR=estimator)
+    a, r = cfg.actor_rollout_ref.actor, cfg.actor_rollout_ref.rollout
+    assert (cfg.data.train_batch_size, r.n, r.temperature, a.optim.lr, cfg.trainer.total_training_steps) == (128, 8, 1.0, 1e-6, 850)
+    assert (a.clip_ratio_low, a.clip_ratio_high, cfg.trainer.n_gpus_per_node) == (0.2, 0.28, 4)
+    assert a.loss_agg_mode == "seq-mean-token-sum-norm" and not a.use_kl_loss
+    opts = VerlSettings.from_config(cfg.algorithm).estimator_options
+    if estimator == "poly_epo":  # the paper authors' released variant
+        assert opts == {"set_size": 4, "reduction": "mean", "min_distinct": 1, "degenerate": [100]}
+    r, c = [1, 1, 0, 1, 0, 0, 1, 1], [1, 1, 2, 3, 100, 4, 5, 5]
+    compute_advantages(r, c, group_sizes=8, estimator=estimator, **opts)  # options valid for the estimator
+
+
+def test_data_command_writes_parquet_that_verl_loads(tmp_path):
+    """Task rows -> parquet (with the pass-rate filter) -> verl's RLHFDataset -> our reward."""
+    import json
+
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    from polyepo.train.verl.data import main as data_main
+    from polyepo.train.verl.reward import compute_score
+
+    src, counts, out = tmp_path / "rows.jsonl", tmp_path / "pass.jsonl", tmp_path / "train.parquet"
+    src.write_text("".join(json.dumps({"problem_id": f"q{i}", "prompt": f"{i} + {i} = ?", "answer": str(2 * i)}) + "\n"
+                           for i in range(4)))
+    counts.write_text("".join(json.dumps({"problem_id": f"q{i}", "passed": p}) + "\n" for i, p in enumerate([0, 3, 16, 12])))
+    data_main(["--jsonl", str(src), "--out", str(out), "--pass-counts", str(counts), "--ability", "math"])
+    cfg = compose_config("data.filter_overlong_prompts=false")
+    ds = RLHFDataset(str(out), tiny_tokenizer(), cfg.data)
+    assert len(ds) == 2  # q1 (3 of 16) and q3 (12 of 16) are in the 1..12 band
+    item = ds[1]
+    assert item["raw_prompt"] == [{"role": "user", "content": "3 + 3 = ?"}] and item["data_source"] == "rows"
+    with registered():
+        assert compute_score(item["data_source"], "6", item["reward_model"]["ground_truth"], item["extra_info"],
+                             reward="exact_answer") == {"score": 1.0, "reward_none": 0}
+
+
+def test_entry_point_runs_verls_main_on_polyepo_config():
+    """``python -m polyepo.train.verl`` = verl's Hydra main + our config (``--cfg job`` prints, runs nothing)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "polyepo.train.verl", "--cfg", "job", "algorithm.polyepo.clusterer=prefix"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    cfg = OmegaConf.create(out.stdout)
+    assert cfg.algorithm.polyepo.clusterer == "prefix" and cfg.trainer.v1.trainer_mode == "polyepo_sync"
+    assert cfg.ray_kwargs.ray_init.runtime_env.worker_process_setup_hook == "polyepo.train.verl.register"
+    bad = subprocess.run([sys.executable, "-m", "polyepo.train.verl", "--config-name", "x"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "use verl's main_ppo" in bad.stderr
