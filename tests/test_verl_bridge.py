@@ -144,7 +144,7 @@ def test_reward_adapter_scores_with_the_registered_reward():
         assert compute_score("toy", "41", None, {"prompt": "p"}, none_reward=0.0, **kw) == {"score": 0.0, "reward_none": 1}
         with pytest.raises(ValueError, match="reward_kwargs.reward is not set"):
             compute_score("toy", "41", None, {})
-        with pytest.raises(KeyError, match="valid reward functions: exact_answer"):
+        with pytest.raises(KeyError, match="valid reward functions: .*exact_answer"):
             compute_score("toy", "41", None, {}, reward="exactanswer")
 
 
