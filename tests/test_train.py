@@ -214,3 +214,41 @@ def test_example_configs_are_valid(name):
         return
     prep = prepare(cfg)
     assert prep.rows and prep.trainer_kwargs["estimator"] == "poly_epo"
+
+
+def test_compare_checks_every_run_before_training(tmp_path):
+    from polyepo.train.compare import plan_runs
+    from polyepo.train.compare_eval import eval_settings
+
+    base = load_run_config(write(tmp_path, "output_dir: runs/x\n"))
+    with pytest.raises(ConfigError, match="must contain {estimator} and {seed}"):
+        plan_runs(base, ["dr_grpo"], [0])
+    base = load_run_config(write(tmp_path, "output_dir: runs/{estimator}-{seed}\n"))
+    with pytest.raises(ConfigError, match="valid estimators"):
+        plan_runs(base, ["dr_grpo", "polyepo"], [0])
+    runs = plan_runs(base, ["dr_grpo", "poly_epo"], [0, 1])
+    assert [(r.trainer["estimator"], r.trainer["seed"]) for r in runs] == [("dr_grpo", 0), ("dr_grpo", 1), ("poly_epo", 0), ("poly_epo", 1)]
+    assert len({str(r.resolved_output_dir()) for r in runs}) == 4
+    assert eval_settings(base)["splits"] == ["test", "heldout"]
+    with pytest.raises(ConfigError, match="unknown eval key"):
+        eval_settings(load_run_config(write(tmp_path, "eval: {nn: 3}\n")))
+    with pytest.raises(ConfigError, match="valid splits: train, test, heldout"):
+        eval_settings(load_run_config(write(tmp_path, "eval: {splits: [dev]}\n")))
+
+
+@pytest.mark.slow
+def test_compare_end_to_end_builds_a_report(toy_base, tmp_path):
+    cfg = write(tmp_path, f"model: {toy_base}\noutput_dir: {tmp_path}/runs/{{estimator}}-seed{{seed}}\n"
+                          "trainer: {max_steps: 2, per_device_train_batch_size: 16, save_steps: 2}\n"
+                          "eval: {splits: [heldout], n: 4, limit: 6}\n")
+    out = subprocess.run([sys.executable, "-m", "polyepo", "compare", "--config", str(cfg), "--estimators",
+                          "dr_grpo,poly_epo", "--seeds", "0"], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = tmp_path / "runs" / "report" / "heldout"
+    text = (report / "report.md").read_text()
+    for label in ("base", "dr_grpo", "poly_epo"):
+        assert label in text
+    assert (report / "pass_at_k.png").is_file() and (report / "training.png").is_file()
+    again = subprocess.run([sys.executable, "-m", "polyepo", "compare", "--config", str(cfg), "--estimators",
+                            "dr_grpo,poly_epo", "--seeds", "0"], capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and again.stderr.count("done already") == 2

@@ -55,6 +55,10 @@ def run_compare(config: str | None, overrides: list[str], estimators: list[str],
                 resume: bool = True, evaluate: bool = True) -> Path:
     base = load_run_config(config, overrides)
     runs = plan_runs(base, estimators, seeds)
+    if evaluate:
+        from .compare_eval import eval_settings
+
+        eval_settings(base)  # a bad eval section fails before any training
     out_dirs = train_all(runs, resume=resume)
     root = Path(_common_parent(out_dirs))
     if evaluate:
