@@ -23,4 +23,6 @@ def make_reward(name: str, **options: Any) -> RewardFunction:
     return REWARDS.get(name)(**options)
 
 
+from . import rubric  # noqa: E402,F401  (registers "rubric"; openai loads when a judge is built)
+
 __all__ = ["REWARDS", "RewardFunction", "make_reward"]

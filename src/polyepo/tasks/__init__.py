@@ -21,6 +21,6 @@ def load_task(name: str, **options: Any) -> Task:
 
 
 # Built-in tasks register themselves on import (kept light: no torch, no datasets).
-from . import toy_paths  # noqa: E402,F401
+from . import rubric_examples, toy_paths  # noqa: E402,F401
 
 __all__ = ["TASKS", "Task", "load_task"]
