@@ -148,6 +148,7 @@ def test_still_malformed_after_reasks_gives_none_with_policy_none(chat_server, t
     assert f([PROBLEM] * 2, ["<O1>", "<P1>"], **rows(2, rubric=RUBRIC)) == [None, None]
     s = f.last_stats
     assert s["judge_failures"] == 2 and s["none"] == 2 and s["requests"] == 4 and s["reasks"] == 2
+    assert s["errors/invalid_reply"] == 2 and s["scored"] == 0
     assert [r.status for r in f.last_results] == ["failed", "failed"]
     assert "invalid reply after 1 re-asks" in f.last_results[0].error
 
@@ -162,6 +163,7 @@ def test_policy_raise_stops_after_finishing_the_batch(chat_server, tmp_path):
     with pytest.raises(JudgeFailedError, match=r"failed on 1 of 2 .*on_failure='raise' stops here"):
         f([PROBLEM] * 2, ["<O1>", "<P1>"], **rows(2, rubric=RUBRIC))
     assert f.last_stats["judge_failures"] == 1 and f.last_stats["retries"] == 1
+    assert f.last_stats["errors/server"] == 1 and "errors/timeout" not in f.last_stats
     n = len(chat_server.requests)
     chat_server.responder = judge  # the server is back: only the failed item is asked again
     assert reward(chat_server, tmp_path, cache_path=cache)([PROBLEM] * 2, ["<O1>", "<P1>"],

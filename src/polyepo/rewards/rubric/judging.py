@@ -8,7 +8,7 @@ failure comes back as an error string for :class:`~polyepo.rewards.rubric.Rubric
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -41,7 +41,6 @@ class Resolved:
     error: str | None = None
     missing: bool = False
     stale: bool = False
-    outcome: JudgeOutcome | None = field(default=None, repr=False)
 
 
 def build_request(template: str, problem: str, reference: str, max_items: int, template_id: str) -> JudgeRequest:
@@ -114,10 +113,9 @@ class RubricBook:
 
     def _built(self, p: Problem, outcome: JudgeOutcome) -> Resolved:
         if not outcome.ok:
-            return Resolved(error=f"building the rubric of {p.problem_id!r} failed: {outcome.error}",
-                            outcome=outcome)
+            return Resolved(error=f"building the rubric of {p.problem_id!r} failed: {outcome.error}")
         outcome_texts, process_texts = outcome.value
         rubric = Rubric(p.problem_id, items_from_lists(outcome_texts, process_texts),
                         fingerprint=fingerprint(p.problem, p.reference or ""), source="judge", model=self.client.model)
         self.store.save(rubric)
-        return Resolved(rubric, "built", outcome=outcome)
+        return Resolved(rubric, "built")

@@ -210,13 +210,6 @@ class RubricStore:
     def save(self, rubric: Rubric) -> Path:
         return rubric.save(self.path_for(rubric.problem_id))
 
-    def problem_ids(self) -> list[str]:
-        out = []
-        for p in sorted(self.directory.glob("*.yaml")):
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-            out.append(str(data.get("problem_id") or p.stem))
-        return out
-
 
 def items_from_lists(outcome: Sequence[str], process: Sequence[str]) -> list[RubricItem]:
     """Items ``O1..``, ``P1..`` of weight 1 from two lists of texts."""

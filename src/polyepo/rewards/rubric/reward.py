@@ -34,7 +34,7 @@ from .prompts import evidence_found, load_template
 log = logging.getLogger("polyepo.rewards.rubric")
 
 #: numeric ``last_stats`` keys (docs/rubric.md explains each)
-STAT_KEYS = ("rows", "scored", "empty", "not_applicable", "failed", "none", "verifiable_fallbacks",
+STAT_KEYS = ("rows", "scored", "empty", "not_applicable", "none", "verifiable_fallbacks",
              "judge_failures", "build_failures", "rubrics_built", "rubrics_loaded", "stale_rubrics",
              "calls", "cache_hits", "requests", "retries", "reasks", "echo_flags", "unsupported_verdicts")
 LEAK_MIN_LINE = 30
@@ -278,11 +278,10 @@ class RubricReward:
         s: dict[str, Any] = dict.fromkeys(STAT_KEYS, 0)
         s["rows"] = len(results)
         for r in results:
-            s[r.status] = s.get(r.status, 0) + 1
+            s["judge_failures" if r.status == "failed" else r.status] += 1
             s["none"] += r.reward is None
             s["echo_flags"] += bool(r.echo and r.echo.flagged)
             s["unsupported_verdicts"] += len(r.unsupported)
-            s["judge_failures"] += r.status == "failed"
             s["verifiable_fallbacks"] += r.status == "failed" and r.reward is not None
         for res in resolved.values():
             s["build_failures"] += res.error is not None
@@ -292,6 +291,9 @@ class RubricReward:
         after = self._judge_counts()
         for key in ("calls", "cache_hits", "requests", "retries", "reasks"):
             s[key] = after.get(key, 0) - before.get(key, 0)
+        for key in sorted(k for k in after if k.startswith("errors/")):  # failures by kind
+            if after[key] - before.get(key, 0):
+                s[key] = after[key] - before.get(key, 0)
         scored = [r for r in results if r.status in ("scored", "empty")]
         for key in ("outcome", "process", "judged"):
             s[f"{key}_mean"] = sum(getattr(r, key) for r in scored) / len(scored) if scored else 0.0
