@@ -29,16 +29,16 @@ RUBRIC = {"outcome": ["The final answer is 42."],
 
 
 @pytest.fixture(autouse=True)
-def _exact_reward():
-    """A tiny verifiable reward: 1.0 when the completion contains the row's ``answer``."""
-    if "test_contains" not in REWARDS:
-        @REWARDS.register("test_contains")
-        def make_contains(column: str = "answer"):
-            def contains(prompts, completions, **columns):
-                gold = columns.get(column) or [None] * len(completions)
-                return [None if g is None else float(str(g) in str(c)) for c, g in zip(completions, gold)]
-            return contains
-    yield
+def _contains_reward(monkeypatch):
+    """A tiny verifiable reward, registered for the test only: 1.0 when the completion
+    contains the row's ``answer``, None where the row has none."""
+    def make_contains(column: str = "answer"):
+        def contains(prompts, completions, **columns):
+            gold = columns.get(column) or [None] * len(completions)
+            return [None if g is None else float(str(g) in str(c)) for c, g in zip(completions, gold)]
+        return contains
+
+    monkeypatch.setitem(REWARDS._items, "test_contains", make_contains)
 
 
 def reward(server, tmp_path, **options):

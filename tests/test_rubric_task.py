@@ -125,6 +125,23 @@ def test_the_example_run_config_selects_the_rubric_reward(chat_server, tmp_path)
         prepare(bad)
 
 
+def test_shipped_math_with_the_real_math_answer_reward(chat_server, tmp_path):
+    """verifiable=True mixes in the registered math_answer reward (when it is installed)."""
+    from polyepo.rewards import REWARDS, make_reward
+
+    if "math_answer" not in REWARDS:
+        pytest.skip("the math_answer reward is not part of this build")
+    task = load_task("rubric_examples", kind="math", verifiable=True)
+    row = next(r for r in task.rows("train") if r["problem_id"] == "divisor-sum-360")
+    chat_server.responder = judge
+    f = make_reward(task.reward.name, **task.reward.options, **fast_options(chat_server), rubric_dir=str(tmp_path))
+    completions = ["<O1> so the sum is \\boxed{1170}", "<P1> hence \\boxed{1171}"]
+    cols = {k: [row[k]] * 2 for k in row if k != "prompt"}
+    # shipped rubric O1, P1, P2, P3: (1) O=1, P=0 -> judged 0.5, V=1 -> 0.75; (2) O=0, P=1/3 -> 1/6, V=0 -> 1/12
+    assert f([row["prompt"]] * 2, completions, **cols) == [0.75, pytest.approx(1 / 12)]
+    assert [r.verifiable for r in f.last_results] == [1.0, 0.0]
+
+
 def byte_bpe_tokenizer(texts: list[str], vocab_size: int = 400):
     """A byte-level BPE tokenizer trained here on ``texts`` (decodes any text exactly)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
