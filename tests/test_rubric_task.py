@@ -113,7 +113,7 @@ def test_the_example_run_config_selects_the_rubric_reward(chat_server, tmp_path)
     from polyepo.train.config import ConfigError, load_run_config
     from polyepo.train.run import prepare
 
-    example = Path(__file__).resolve().parents[1] / "examples" / "rubric_math.yaml"
+    example = Path(__file__).resolve().parents[1] / "examples" / "smollm2-rubric-math.yaml"
     options = {**fast_options(chat_server), "rubric_dir": str(tmp_path)}
     cfg = load_run_config(example, [f"reward_options={json.dumps(options)}", f"output_dir={tmp_path / 'run'}"])
     prep = prepare(cfg)
