@@ -29,6 +29,6 @@ def make_reward(name: str, **options: Any) -> RewardFunction:
     return REWARDS.get(name)(**options)
 
 
-from . import code, math  # noqa: E402,F401  (register the built-in reward functions)
+from . import code, math, rubric  # noqa: E402,F401  (register the built-in reward functions; heavy parts load on use)
 
 __all__ = ["REWARDS", "RewardFunction", "make_reward"]

@@ -21,6 +21,6 @@ def load_task(name: str, **options: Any) -> Task:
 
 
 # Built-in tasks register themselves on import (kept light: heavy packages load on first use).
-from . import humaneval, jsonl, reasoning_gym, toy_paths  # noqa: E402,F401
+from . import humaneval, jsonl, reasoning_gym, rubric_examples, toy_paths  # noqa: E402,F401
 
 __all__ = ["TASKS", "Task", "load_task"]
