@@ -48,7 +48,7 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     args = ap.parse_args()
     ok = True
-    print(f"{'N':>4} {'n':>3} {'sets':>10} {'closed form':>14} {'enumeration':>14} {'ratio':>9}  max |diff|")
+    print(f"{'N':>4} {'n':>3} {'sets':>10} {'closed form':>14} {'enumeration':>14} {'ratio':>9}  max rel. diff")
     for N, n in [(8, 4), (16, 8), (20, 10), (64, 8), (256, 32)]:
         total = math.comb(N, n)
         enumerable = total <= 200_000
