@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -11,6 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
+from ..io import read_jsonl
 from . import app
 from ._common import console, parse_options, user_errors
 
@@ -18,17 +18,7 @@ _COLUMNS = ("test", "entry_point", "code_prompt", "test_cases", "answer")
 
 
 def _read_jsonl(source: str) -> list[dict]:
-    text = sys.stdin.read() if source == "-" else Path(source).read_text()
-    rows = []
-    for i, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{source} line {i}: not valid JSON ({e})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{source} line {i}: expected a JSON object")
-            rows.append(row)
+    rows = read_jsonl(source)
     if not rows:
         raise ValueError(f"{source}: no solutions")
     return rows

@@ -81,10 +81,11 @@ def resolve_engine(engine: str) -> tuple[str, str | None]:
     have_cuda = torch.cuda.is_available()
     if have_vllm and have_cuda:
         return "vllm", None
-    why = "vllm is not installed" if not have_vllm else "no CUDA GPU"
+    why = "vllm is not installed" if not have_vllm else "there is no CUDA GPU"
     if engine == "vllm":
         raise ValueError(f"engine 'vllm' requested but {why}; use --engine transformers")
-    return "transformers", f"sampling with transformers ({why} for vllm)"
+    # auto: transformers is the expected engine without vllm; say so only when vllm is there but unusable
+    return "transformers", ("sampling with transformers: vllm is installed but there is no CUDA GPU" if have_vllm else None)
 
 
 def render_prompt(tokenizer: Any, prompt: Any) -> tuple[str, bool]:

@@ -24,6 +24,20 @@ RewardFunction = Callable[..., list]
 REWARDS: Registry[Callable[..., RewardFunction]] = Registry("reward function")
 
 
+def column(columns: dict[str, Any], name: str, n: int) -> list[Any]:
+    """The values of dataset column ``name`` for ``n`` completions (None for each when absent).
+
+    A column whose length is not ``n`` raises, naming the column.
+    """
+    values = columns.get(name)
+    if values is None:
+        return [None] * n
+    values = list(values)
+    if len(values) != n:
+        raise ValueError(f"column {name!r} has {len(values)} values for {n} completions")
+    return values
+
+
 def make_reward(name: str, **options: Any) -> RewardFunction:
     """Build the reward function registered as ``name`` with its options."""
     return REWARDS.get(name)(**options)
@@ -31,4 +45,4 @@ def make_reward(name: str, **options: Any) -> RewardFunction:
 
 from . import code, math, rubric  # noqa: E402,F401  (register the built-in reward functions; heavy parts load on use)
 
-__all__ = ["REWARDS", "RewardFunction", "make_reward"]
+__all__ = ["REWARDS", "RewardFunction", "column", "make_reward"]

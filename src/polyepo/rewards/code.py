@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from . import REWARDS
+from . import REWARDS, column
 from .extract import EXTRACT_MODES, extract_program
 from .sandbox import Job, Limits, SandboxBroken, SandboxConfig, SandboxResult, StdioCase, shared_pool
 from .sandbox.protocol import STATUSES
@@ -96,16 +96,6 @@ def run_python_tests_batch(jobs: Iterable[Job | Sequence | dict], *, timeout_s: 
     return pool.run_many(batch, _limits(limits, timeout_s, memory_mb), progress=progress)
 
 
-def _column(columns: dict, name: str, n: int) -> list:
-    values = columns.get(name)
-    if values is None:
-        return [None] * n
-    values = list(values)
-    if len(values) != n:
-        raise ValueError(f"column {name!r} has {len(values)} values for {n} completions")
-    return values
-
-
 def _cases(value: Any) -> tuple[StdioCase, ...] | None:
     if value is None:
         return None
@@ -154,8 +144,8 @@ class CodeTestsReward:
     def jobs(self, completions: Sequence, **columns: Any) -> list[Job | str | None]:
         """One Job per row; ``"no_code"`` where the answer has no program, None where not applicable."""
         n = len(completions)
-        tests, cases = _column(columns, "test", n), _column(columns, "test_cases", n)
-        entries, prompts = _column(columns, "entry_point", n), _column(columns, "code_prompt", n)
+        tests, cases = column(columns, "test", n), column(columns, "test_cases", n)
+        entries, prompts = column(columns, "entry_point", n), column(columns, "code_prompt", n)
         out: list[Job | str | None] = []
         for completion, test, case, entry, code_prompt in zip(completions, tests, cases, entries, prompts):
             if test is None and case is None:

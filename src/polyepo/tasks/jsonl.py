@@ -23,6 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..io import read_jsonl
 from . import TASKS
 from .base import Component
 
@@ -30,24 +31,6 @@ STATEMENT_FIELDS = ("prompt", "question", "problem", "content")
 ID_FIELDS = ("problem_id", "task_id", "id", "question_id")
 CODE_INSTRUCTION = "{statement}\n\nWrite a Python solution. Reply with the complete code in a single ```python code block."
 MATH_INSTRUCTION = "{statement}\n\nThink step by step, then put the final answer inside \\boxed{{}}."
-
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise ValueError(f"JSONL file {p} does not exist")
-    rows = []
-    for i, line in enumerate(p.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{p}:{i}: not valid JSON ({e.msg})") from None
-        if not isinstance(obj, dict):
-            raise ValueError(f"{p}:{i}: each line must be a JSON object")
-        rows.append(obj)
-    return rows
 
 
 def _first(obj: dict[str, Any], fields: tuple[str, ...]) -> Any:

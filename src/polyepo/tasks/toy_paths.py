@@ -21,6 +21,7 @@ from typing import Any
 
 from ..clustering.base import CLUSTERERS, DEGENERATE, BaseClusterer, ClusterResult
 from ..rewards import REWARDS
+from ..rewards.extract import completion_text
 from . import TASKS
 from .base import Component
 
@@ -163,12 +164,6 @@ class ToyPathsTask:
         return f" {START} {a} {b} {TARGET}"
 
 
-def _text(completion: Any) -> str:
-    if isinstance(completion, list):  # conversational: [{"role": "assistant", "content": ...}]
-        return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
-    return str(completion)
-
-
 def _blocked(row_blocked: Any) -> set[tuple[str, str]]:
     return {tuple(e.split()) for e in row_blocked}  # type: ignore[misc]
 
@@ -184,7 +179,7 @@ def make_toy_paths_reward(width: int = 3):
         out = []
         malformed = 0
         for completion, row_blocked in zip(completions, blocked, strict=True):
-            route = parse_route(_text(completion), width)
+            route = parse_route(completion_text(completion), width)
             if route is None:
                 malformed += 1
                 out.append(0.0)
@@ -210,7 +205,7 @@ class ToyPathsClusterer(BaseClusterer):
     def cluster(self, prompt: str, responses, **context: Any) -> ClusterResult:
         ids = []
         for r in responses:
-            route = parse_route(_text(r), self.width)
+            route = parse_route(completion_text(r), self.width)
             ids.append(self.degenerate if route is None else route_id(*route, self.width))
         return ClusterResult(ids=ids, backend=self.name, degenerate=self.degenerate)
 

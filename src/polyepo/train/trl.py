@@ -36,6 +36,7 @@ from trl import GRPOConfig, GRPOTrainer
 from ..advantages import NEEDS_CLUSTERS, check_options, estimator_options, get_estimator
 from ..clustering import ClusterResult, make_clusterer
 from ..clustering.metrics import aggregate_metrics, group_metrics
+from ..rewards.extract import completion_text
 
 logger = logging.getLogger(__name__)
 
@@ -111,12 +112,6 @@ class PolyEPOConfig(GRPOConfig):
         return {**{k: v for k, v in shared.items() if k in valid}, **self.estimator_options}
 
 
-def _text(x: Any) -> str:
-    if isinstance(x, list):  # conversational: [{"role": "assistant", "content": ...}]
-        return "".join(str(m.get("content", "")) for m in x if isinstance(m, dict))
-    return str(x)
-
-
 def _prompt_text(p: Any) -> str:
     if isinstance(p, list):
         users = [m for m in p if isinstance(m, dict) and m.get("role") == "user"]
@@ -173,7 +168,7 @@ class PolyEPOTrainer(GRPOTrainer):
         if self.clusterer is None:
             return None, []
         all_prompts = gather_object([_prompt_text(p) for p in prompts])
-        all_texts = gather_object([_text(c) for c in completions])
+        all_texts = gather_object([completion_text(c) for c in completions])
         all_context = gather_object([_context(x) for x in inputs])
         G = self.num_generations if self.model.training else self.num_generations_eval
         payload: list[Any] = [None]
@@ -239,8 +234,8 @@ class PolyEPOTrainer(GRPOTrainer):
                 shrunk += 1
                 if "set_size" in kwargs:
                     kwargs["set_size"] = min(kwargs["set_size"], idx.size)
-            if self.args.estimator == "rloo" and idx.size < 2:
-                continue
+                if idx.size == 1:  # a lone scorable rollout has no baseline: advantage 0
+                    continue
             adv[idx] = self._estimator(rewards[idx], None if c is None else c[idx], **kwargs)
         return adv, {"groups_with_unscorable": shrunk, "groups_unscorable": empty}
 

@@ -24,7 +24,8 @@ from typing import Any
 from ...judge.client import JudgeClient
 from ...judge.config import JudgeConfig
 from ...judge.policy import JudgeFailedError
-from .. import make_reward
+from .. import column, make_reward
+from ..extract import completion_text
 from .echo import EchoResult, echo_check
 from .judging import Problem, RubricBook, score_request
 from .model import RubricStore, fingerprint
@@ -57,24 +58,6 @@ class RowResult:
     echo: EchoResult | None = None
     cache_hit: bool = False
     error: str | None = None
-
-
-def completion_text(completion: Any) -> str:
-    """A completion's text: a string, or the assistant contents of TRL's list of messages."""
-    if completion is None:
-        return ""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, dict):
-        completion = [completion]
-    if isinstance(completion, (list, tuple)):
-        parts = []
-        for m in completion:
-            if isinstance(m, dict) and m.get("role", "assistant") == "assistant":
-                c = m.get("content", "")
-                parts.append("".join(p.get("text", "") for p in c if isinstance(p, dict)) if isinstance(c, list) else str(c))
-        return "\n".join(parts)
-    raise TypeError(f"a completion must be a str or a list of messages, got {type(completion).__name__}")
 
 
 def prompt_text(prompt: Any) -> str:
@@ -163,21 +146,12 @@ class RubricReward:
 
     # -- steps ----------------------------------------------------------------------------------
 
-    def _column(self, columns: dict[str, Any], name: str, n: int) -> list[Any]:
-        values = columns.get(name)
-        if values is None:
-            return [None] * n
-        values = list(values)
-        if len(values) != n:
-            raise ValueError(f"column {name!r} has {len(values)} values for {n} completions")
-        return values
-
     def _problems(self, prompts: Sequence[Any], n: int, columns: dict[str, Any]) -> list[Problem]:
         o = self.options
         if len(prompts) != n:
             raise ValueError(f"got {len(prompts)} prompts for {n} completions")
-        refs, stmts = self._column(columns, o.reference_column, n), self._column(columns, o.problem_column, n)
-        pids, rubrics = self._column(columns, o.id_column, n), self._column(columns, o.rubric_column, n)
+        refs, stmts = column(columns, o.reference_column, n), column(columns, o.problem_column, n)
+        pids, rubrics = column(columns, o.id_column, n), column(columns, o.rubric_column, n)
         out, checked = [], set()
         for k in range(n):
             ptext = prompt_text(prompts[k])
