@@ -62,3 +62,23 @@ def test_smollm2_converts_once_and_reloads(model_cache):
 
 def test_registry_has_the_bundled_names():
     assert {"smollm2-135m", "toy-paths-base", "toy-paths-random"} <= set(MODELS.names())
+
+
+def test_warm_start_is_deterministic(tmp_path):
+    """The toy base-model recipe gives the same weights twice (same seed), different with another seed."""
+    pytest.importorskip("trl")
+    import torch
+    from safetensors.torch import load_file
+
+    from polyepo.train.warmstart import WarmstartConfig, warmstart_toy_paths
+
+    def weights(cfg, name):
+        out = warmstart_toy_paths(cfg, tmp_path / name)
+        return load_file(str(out / "model.safetensors"))
+
+    small = dict(examples=256, epochs=1.0, batch_size=32)
+    a, b = weights(WarmstartConfig(**small), "a"), weights(WarmstartConfig(**small), "b")
+    c = weights(WarmstartConfig(seed=1, **small), "c")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+    assert (tmp_path / "a" / "warmstart.json").is_file()
