@@ -9,6 +9,7 @@ one), so the base model starts at a middling pass rate with a skewed strategy di
 from __future__ import annotations
 
 import random
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -73,8 +74,13 @@ def warmstart_toy_paths(cfg: WarmstartConfig, output_dir: str | Path) -> Path:
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(warmstart_rows(cfg)),
                          processing_class=tokenizer)
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # no per-step dicts; a one-line summary instead
     with torch.random.fork_rng():
-        trainer.train()
+        result = trainer.train()
+    print(f"polyepo: warm start done: {cfg.examples} examples x {cfg.epochs:g} epochs, "
+          f"final training loss {result.training_loss:.3f}", file=sys.stderr)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.do_sample = True
