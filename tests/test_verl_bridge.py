@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from polyepo.clustering import DEGENERATE
+from polyepo.clustering.base import prompt_text
 from polyepo.train.verl.groups import (
     BatchRows,
     batch_columns,
     group_indices,
     ids_from_extras,
-    prompt_text,
     scatter_columns,
 )
 from polyepo.train.verl.reward import compute_score
@@ -57,7 +57,7 @@ def test_prompt_text_and_groups():
     assert prompt_text(chat) == "Add 2 and 3."
     assert prompt_text(np.array(chat, dtype=object)) == "Add 2 and 3."
     assert prompt_text("plain") == "plain"
-    with pytest.raises(ValueError, match="raw_prompt"):
+    with pytest.raises(ValueError, match="prompt must be a string or a list of chat messages, got int"):
         prompt_text(3)
     groups = group_indices(["b", "a", "b", "c", "a"])
     assert [g.tolist() for g in groups] == [[0, 2], [1, 4], [3]]

@@ -73,6 +73,25 @@ def as_group(obj: GroupLike) -> Group:
     raise ValueError(f"a group is a Group, a (prompt, responses) tuple or a mapping, got {type(obj).__name__}")
 
 
+def prompt_text(prompt: Any) -> str:
+    """The text a clusterer sees as the prompt: the string itself, or the user turns of a chat
+    (joined by blank lines; every turn's content when there is no user turn).
+
+    One definition for training (TRL, verl) and evaluation, so that a judge sees, and caches,
+    the same prompt text in all of them. Accepts any sequence of message dicts (NumPy arrays
+    of them too, as verl stores them).
+    """
+    if isinstance(prompt, str):
+        return prompt
+    if hasattr(prompt, "tolist") and not isinstance(prompt, (list, tuple)):
+        prompt = prompt.tolist()
+    if isinstance(prompt, (list, tuple)):
+        messages = [m for m in prompt if isinstance(m, Mapping)]
+        users = [str(m.get("content", "")) for m in messages if m.get("role", "user") == "user"]
+        return "\n\n".join(users or [str(m.get("content", "")) for m in messages])
+    raise ValueError(f"prompt must be a string or a list of chat messages, got {type(prompt).__name__}")
+
+
 def _text(value: Any) -> str:
     if isinstance(value, str):
         return value

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..clustering import make_clusterer
+from ..clustering.base import prompt_text
 from ..rewards import make_reward
 from ..tasks.base import Component
 from .results import read_results, write_results
@@ -40,14 +41,6 @@ def as_component(choice: str | Component | dict | None, options: dict[str, Any] 
 
 def component_dict(component: Component) -> dict[str, Any]:
     return {"name": component.name, "options": dict(component.options)}
-
-
-def prompt_text(prompt: Any) -> str:
-    """What a clusterer sees as the prompt: the text, or the last user message of a chat."""
-    if isinstance(prompt, list):
-        users = [m.get("content", "") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
-        return str(users[-1] if users else prompt[-1].get("content", ""))
-    return str(prompt)
 
 
 def score_problem(reward_fn: Any, problem: dict[str, Any]) -> tuple[list[float | None], dict[str, Any]]:

@@ -35,6 +35,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from ..advantages import NEEDS_CLUSTERS, check_options, estimator_options, get_estimator
 from ..clustering import ClusterResult, make_clusterer
+from ..clustering.base import prompt_text
 from ..clustering.metrics import aggregate_metrics, group_metrics
 from ..rewards.extract import completion_text
 
@@ -112,13 +113,6 @@ class PolyEPOConfig(GRPOConfig):
         return {**{k: v for k, v in shared.items() if k in valid}, **self.estimator_options}
 
 
-def _prompt_text(p: Any) -> str:
-    if isinstance(p, list):
-        users = [m for m in p if isinstance(m, dict) and m.get("role") == "user"]
-        return str((users or p)[-1].get("content", ""))
-    return str(p)
-
-
 def _context(row: dict[str, Any]) -> dict[str, Any]:
     """Per-row columns that are safe to send between processes and to clusterers."""
     skip = {"prompt", "completion", "completion_ids"}
@@ -167,7 +161,7 @@ class PolyEPOTrainer(GRPOTrainer):
     def _cluster_global_batch(self, inputs, prompts, completions) -> tuple[list[int] | None, list[ClusterResult]]:
         if self.clusterer is None:
             return None, []
-        all_prompts = gather_object([_prompt_text(p) for p in prompts])
+        all_prompts = gather_object([prompt_text(p) for p in prompts])
         all_texts = gather_object([completion_text(c) for c in completions])
         all_context = gather_object([_context(x) for x in inputs])
         G = self.num_generations if self.model.training else self.num_generations_eval

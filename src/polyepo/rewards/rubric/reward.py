@@ -60,7 +60,7 @@ class RowResult:
     error: str | None = None
 
 
-def prompt_text(prompt: Any) -> str:
+def all_prompt_text(prompt: Any) -> str:
     """Every message of a prompt (system and user turns alike), or the prompt string."""
     if isinstance(prompt, (list, tuple)):
         return "\n".join(str(m.get("content", "")) for m in prompt if isinstance(m, dict))
@@ -154,7 +154,7 @@ class RubricReward:
         pids, rubrics = column(columns, o.id_column, n), column(columns, o.rubric_column, n)
         out, checked = [], set()
         for k in range(n):
-            ptext = prompt_text(prompts[k])
+            ptext = all_prompt_text(prompts[k])
             problem = str(stmts[k]) if stmts[k] is not None else ptext
             ref = None if refs[k] is None else str(refs[k])
             if o.leak_check and ref and (ptext, ref) not in checked:

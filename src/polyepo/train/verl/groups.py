@@ -48,22 +48,6 @@ class BatchRows:
                 raise ValueError(f"BatchRows.{name} has {len(getattr(self, name))} rows but uids has {B}")
 
 
-def prompt_text(raw_prompt: Any) -> str:
-    """The text a clusterer should see for a verl ``raw_prompt`` (a string or chat messages).
-
-    For chat messages, the contents of the user turns, joined by blank lines.
-    """
-    if isinstance(raw_prompt, str):
-        return raw_prompt
-    if isinstance(raw_prompt, np.ndarray):
-        raw_prompt = raw_prompt.tolist()
-    if isinstance(raw_prompt, Sequence):
-        parts = [str(m.get("content", "")) for m in raw_prompt if isinstance(m, Mapping) and m.get("role", "user") == "user"]
-        if parts:
-            return "\n\n".join(parts)
-    raise ValueError(f"raw_prompt must be a string or a list of chat messages, got {type(raw_prompt).__name__}")
-
-
 def group_indices(uids: Sequence[Any]) -> list[np.ndarray]:
     """Row indices of each group, groups in order of first appearance, rows in batch order."""
     order: dict[Any, list[int]] = {}

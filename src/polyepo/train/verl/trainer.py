@@ -28,8 +28,9 @@ from omegaconf import open_dict
 from verl.trainer.ppo.v1 import PPOTrainerSync, register_trainer
 
 from ...clustering import Clusterer, make_clusterer
+from ...clustering.base import prompt_text
 from .estimators import estimator_columns
-from .groups import BatchRows, batch_columns, prompt_text, scatter_columns
+from .groups import BatchRows, batch_columns, scatter_columns
 from .settings import VerlSettings
 
 TRAINER_MODE = "polyepo_sync"
