@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,7 +72,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if isinstance(annotation, str):
         annotation = {"float": float, "int": int, "bool": bool, "str": str}.get(annotation.split("|")[0].strip(), Any)
     origin = typing.get_origin(annotation)
-    options = typing.get_args(annotation) if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) else (annotation,)
+    options = typing.get_args(annotation) if origin in (typing.Union, types.UnionType) else (annotation,)
     if value is None or not isinstance(value, str):
         if float in options and isinstance(value, int) and not isinstance(value, bool):
             return float(value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -65,8 +66,6 @@ def resolve_model(name_or_path: str | os.PathLike, *, rebuild: bool = False) -> 
     if is_model_dir(target) and not rebuild:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    import sys
-
     print(f"polyepo: building bundled model {name!r} into {target} (first use only)", file=sys.stderr)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:

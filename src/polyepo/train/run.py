@@ -34,7 +34,8 @@ class Prepared:
     trainer_kwargs: dict[str, Any]
 
 
-def _component(kind: str, name: str | None, options: dict[str, Any], default: Any) -> tuple[str | None, dict[str, Any]]:
+def _component(name: str | None, options: dict[str, Any], default: Any) -> tuple[str | None, dict[str, Any]]:
+    """The chosen plug-in and its options: the task's default (options merged) when unset, none for 'none'."""
     if name is None:
         if default is None:
             return None, options
@@ -85,11 +86,11 @@ def prepare(cfg: RunConfig) -> Prepared:
         raise ConfigError(f"task {cfg.task!r}: {e}") from None
     if not rows:
         raise ConfigError(f"task {cfg.task!r} split {cfg.train_split!r} has no rows")
-    reward_name, reward_opts = _component("reward", cfg.reward, cfg.reward_options, task.reward)
+    reward_name, reward_opts = _component(cfg.reward, cfg.reward_options, task.reward)
     if reward_name is None:
         raise ConfigError("reward 'none' is not allowed: training needs a reward")
     reward_fn = _build("reward", make_reward, reward_name, reward_opts)
-    clusterer_name, cluster_opts = _component("clusterer", cfg.clusterer, cfg.clusterer_options, task.clusterer)
+    clusterer_name, cluster_opts = _component(cfg.clusterer, cfg.clusterer_options, task.clusterer)
     clusterer = None
     if clusterer_name is not None:
         clusterer = _build("clusterer", make_clusterer, clusterer_name, cluster_opts)
