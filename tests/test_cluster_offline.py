@@ -199,3 +199,16 @@ def test_agglomerative_matches_scipy(linkage):
         ours = agglomerative(d, t, linkage)
         theirs = hierarchy.fcluster(hierarchy.linkage(squareform(d, checks=False), linkage), t, "distance")
         assert relabel(list(theirs)) == relabel(ours)
+
+
+def test_prompt_text_is_what_every_caller_shows_a_clusterer():
+    from polyepo.clustering.base import prompt_text
+
+    chat = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "Q1"},
+            {"role": "assistant", "content": "A1"}, {"role": "user", "content": "Q2"}]
+    assert prompt_text(chat) == "Q1\n\nQ2"  # user turns only
+    assert prompt_text([{"role": "system", "content": "only system"}]) == "only system"
+    assert prompt_text(("plain",)) == ""  # no message dicts at all
+    assert prompt_text("plain") == "plain"
+    with pytest.raises(ValueError, match="got NoneType"):
+        prompt_text(None)
