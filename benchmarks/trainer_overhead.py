@@ -34,9 +34,9 @@ def main() -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
+    from polyepo.models import resolve_model
     from polyepo.rewards import make_reward
     from polyepo.tasks import load_task
-    from polyepo.train.models import resolve_model
     from polyepo.train.trl import PolyEPOConfig, PolyEPOTrainer
 
     transformers.utils.logging.set_verbosity_error()

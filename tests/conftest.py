@@ -23,7 +23,7 @@ def model_cache(tmp_path_factory) -> Path:
 def toy_base(model_cache, tmp_path_factory) -> Path:
     """A quickly warm-started toy model (smaller recipe than the bundled one: ~5 s)."""
     pytest.importorskip("trl")
-    from polyepo.train.warmstart import WarmstartConfig, warmstart_toy_paths
+    from polyepo.models.warmstart import WarmstartConfig, warmstart_toy_paths
 
     out = tmp_path_factory.mktemp("toy-base")
     return warmstart_toy_paths(WarmstartConfig(examples=1500, epochs=2.0), out)

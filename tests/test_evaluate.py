@@ -145,7 +145,7 @@ class ChatToyPaths:
 
 
 def test_chat_prompts_go_through_the_chat_template(cache, tmp_path, monkeypatch, test_plugins):
-    from polyepo.train.models import resolve_model
+    from polyepo.models import resolve_model
 
     model = tmp_path / "chat-model"
     shutil.copytree(resolve_model("toy-paths-random"), model)
@@ -349,8 +349,8 @@ def test_clustering_failures_and_missing_rewards_are_counted_and_said(tmp_path, 
 
 def test_run_directory_model_labels_and_default_output(cache, tmp_path):
     """What `polyepo compare` does: evaluate a training run directory, then report on it."""
+    from polyepo.models import resolve_model
     from polyepo.report import build_report
-    from polyepo.train.models import resolve_model
 
     run = tmp_path / "poly_epo-s3"
     shutil.copytree(resolve_model("toy-paths-random"), run / "final")

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from polyepo.train.models import MODELS, load_model_and_tokenizer, resolve_model  # noqa: E402
+from polyepo.models import MODELS, load_model_and_tokenizer, resolve_model  # noqa: E402
 
 
 def test_unknown_name_lists_bundled_models(model_cache):
@@ -70,7 +70,7 @@ def test_warm_start_is_deterministic(tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from polyepo.train.warmstart import WarmstartConfig, warmstart_toy_paths
+    from polyepo.models.warmstart import WarmstartConfig, warmstart_toy_paths
 
     def weights(cfg, name):
         out = warmstart_toy_paths(cfg, tmp_path / name)

@@ -83,7 +83,7 @@ def test_prompts_hold_the_problem_and_none_of_the_reference():
 
 def test_dataset_prompts_for_chat_models_hold_no_reference():
     pytest.importorskip("datasets")
-    from polyepo.train.run import to_dataset
+    from polyepo.workflow.run import to_dataset
 
     rows = load_task("rubric_examples").rows("train")
     ds = to_dataset(rows, SimpleNamespace(chat_template="{{ messages }}"), system_prompt="Be careful.")
@@ -110,8 +110,8 @@ def test_task_options():
 
 def test_the_example_run_config_selects_the_rubric_reward(chat_server, tmp_path):
     pytest.importorskip("trl")
-    from polyepo.train.config import ConfigError, load_run_config
-    from polyepo.train.run import prepare
+    from polyepo.workflow.config import ConfigError, load_run_config
+    from polyepo.workflow.run import prepare
 
     example = Path(__file__).resolve().parents[1] / "examples" / "smollm2-rubric-math.yaml"
     options = {**fast_options(chat_server), "rubric_dir": str(tmp_path)}
@@ -162,9 +162,9 @@ def test_train_step_with_rubric_reward_the_policy_never_sees_a_reference(chat_se
     """Two Poly-EPO steps on rubric_examples (math) with a tiny Llama: every token sequence the
     model is run on is decoded, and none holds a line of any reference; the judge got them all."""
     pytest.importorskip("trl")
-    from polyepo.train.config import load_run_config
-    from polyepo.train.models import tiny_llama
-    from polyepo.train.run import build_trainer, prepare
+    from polyepo.models import tiny_llama
+    from polyepo.workflow.config import load_run_config
+    from polyepo.workflow.run import build_trainer, prepare
 
     rows = load_task("rubric_examples", kind="math").rows("train")
     tok = byte_bpe_tokenizer([r["prompt"] for r in rows] + [r["reference"] for r in rows])

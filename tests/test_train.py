@@ -20,9 +20,9 @@ from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 from polyepo.advantages import poly_epo_advantages  # noqa: E402
 from polyepo.rewards import make_reward  # noqa: E402
 from polyepo.tasks import load_task  # noqa: E402
-from polyepo.train.config import ConfigError, load_run_config  # noqa: E402
-from polyepo.train.run import prepare  # noqa: E402
 from polyepo.train.trl import PolyEPOConfig, PolyEPOTrainer, check_trl_compatibility  # noqa: E402
+from polyepo.workflow.config import ConfigError, load_run_config  # noqa: E402
+from polyepo.workflow.run import prepare  # noqa: E402
 
 COMMON = dict(use_cpu=True, bf16=False, per_device_train_batch_size=16, num_generations=8, max_completion_length=6,
               learning_rate=1e-3, report_to=[], save_strategy="no", temperature=1.0, top_k=0, disable_tqdm=True,
@@ -217,8 +217,8 @@ def test_example_configs_are_valid(name):
 
 
 def test_compare_checks_every_run_before_training(tmp_path):
-    from polyepo.train.compare import plan_runs
-    from polyepo.train.compare_eval import eval_settings
+    from polyepo.workflow.compare import plan_runs
+    from polyepo.workflow.compare_eval import eval_settings
 
     base = load_run_config(write(tmp_path, "output_dir: runs/x\n"))
     with pytest.raises(ConfigError, match="must contain {estimator} and {seed}"):

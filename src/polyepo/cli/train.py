@@ -27,7 +27,7 @@ def train(
     list_trainer_keys: Annotated[bool, typer.Option("--list-trainer-keys", help="List every trainer.* key with its default and help.")] = False,
 ) -> None:
     """Train a model with Poly-EPO (or any estimator) on TRL's GRPOTrainer."""
-    from ..train.config import load_run_config
+    from ..workflow.config import load_run_config
 
     quiet_libraries()
     if list_trainer_keys:
@@ -35,11 +35,11 @@ def train(
         return
     cfg = load_run_config(config, overrides or [])
     if dry_run:
-        from ..train.run import dry_run as run_dry
+        from ..workflow.run import dry_run as run_dry
 
         _print_dry_run(run_dry(cfg))
         return
-    from ..train.run import train as run_train
+    from ..workflow.run import train as run_train
 
     out = run_train(cfg, resume=resume, overwrite=overwrite)
     console.print(f"[green]done[/]: model in {out / 'final'}, logs in {out / 'log.jsonl'}")
@@ -60,7 +60,7 @@ def _print_dry_run(info: dict) -> None:
 def _print_trainer_keys() -> None:
     from dataclasses import MISSING
 
-    from ..train.config import trainer_fields
+    from ..workflow.config import trainer_fields
 
     table = Table("key", "default", "help")
     for name, f in sorted(trainer_fields().items()):
@@ -80,7 +80,7 @@ def compare(
     evaluate: Annotated[bool, typer.Option("--eval/--no-eval", help="Evaluate the base model and every run after training, then build the report.")] = True,
 ) -> None:
     """Train the same config with several estimators x seeds (only the advantage differs), then evaluate and report."""
-    from ..train.compare import run_compare
+    from ..workflow.compare import run_compare
 
     quiet_libraries()
     out = run_compare(config, overrides or [], [e.strip() for e in estimators.split(",") if e.strip()],
@@ -94,7 +94,7 @@ def models(
     build: Annotated[Optional[str], typer.Option(help="Build (or rebuild) this bundled model into the cache now.")] = None,
 ) -> None:
     """List the bundled models (all offline) and whether they are built in the cache."""
-    from ..train.models import MODELS, cache_dir, is_model_dir, resolve_model
+    from ..models import MODELS, cache_dir, is_model_dir, resolve_model
 
     if build:
         path = resolve_model(build, rebuild=True)

@@ -126,7 +126,7 @@ def evaluate(
 
     Args:
         model: bundled model name, model directory, or training run directory (its ``final/``
-            or newest ``checkpoint-N/``), as :func:`polyepo.train.models.resolve_model`.
+            or newest ``checkpoint-N/``), as :func:`polyepo.models.resolve_model`.
         task, split, task_options, limit: the problems (``limit`` = the first that many).
         n, temperature, top_p, top_k, seed, batch_size, engine: see :class:`SamplingSettings`.
         max_new_tokens: longest completion (default: the task's ``max_new_tokens`` or 256).
@@ -138,7 +138,7 @@ def evaluate(
         label: name of this run in reports (default: the run's estimator, or the model name).
         progress: show a progress bar.
     """
-    from ..train.models import resolve_model
+    from ..models import resolve_model
 
     task_obj = load_task(task, **(task_options or {}))
     rows = task_obj.rows(split, limit)

@@ -124,7 +124,7 @@ class TransformersSampler:
         import torch
         from transformers import GenerationConfig
 
-        from ..train.models import load_model_and_tokenizer
+        from ..models import load_model_and_tokenizer
 
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         from transformers.utils import logging as hf_logging

@@ -1,4 +1,4 @@
-"""Training: TRL integration (PolyEPOTrainer), bundled models, warm starts, run configs.
+"""Training engines: TRL (:mod:`.trl`, ``PolyEPOTrainer``) and verl (:mod:`.verl`).
 
 Nothing heavy is imported here; import ``polyepo.train.trl`` for the trainer.
 """

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ..models import is_model_dir, latest_checkpoint
 from .config import ConfigError, RunConfig, load_run_config
-from .models import is_model_dir, latest_checkpoint
 from .run import prepare, train
 
 console = Console(stderr=True)

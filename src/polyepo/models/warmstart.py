@@ -57,7 +57,7 @@ def warmstart_toy_paths(cfg: WarmstartConfig, output_dir: str | Path) -> Path:
     from trl import SFTConfig, SFTTrainer
 
     from ..tasks.toy_paths import vocabulary
-    from .models import tiny_llama, toy_tokenizer
+    from .bundled import tiny_llama, toy_tokenizer
 
     output_dir = Path(output_dir)
     set_seed(cfg.seed)

@@ -102,7 +102,7 @@ def prepare(cfg: RunConfig) -> Prepared:
 
 
 def build_trainer_args(kwargs: dict[str, Any]):
-    from .trl import PolyEPOConfig
+    from ..train.trl import PolyEPOConfig
 
     try:
         return PolyEPOConfig(**kwargs)
@@ -127,9 +127,9 @@ def to_dataset(rows: list[dict[str, Any]], tokenizer: Any, prompt_format: str = 
 
 def build_trainer(prep: Prepared, model_name: str | None = None):
     """The PolyEPOTrainer for a prepared run (loads the model)."""
-    from .models import load_model_and_tokenizer
-    from .progress import RichProgress
-    from .trl import PolyEPOTrainer
+    from ..models import load_model_and_tokenizer
+    from ..progress import RichProgress
+    from ..train.trl import PolyEPOTrainer
 
     model, tokenizer = load_model_and_tokenizer(model_name or prep.cfg.model)
     if tokenizer.pad_token is None:
@@ -148,7 +148,7 @@ def build_trainer(prep: Prepared, model_name: str | None = None):
 
 def train(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False) -> Path:
     """Train one run; returns its output directory (with final/, log.jsonl and run.yaml)."""
-    from .models import latest_checkpoint
+    from ..models import latest_checkpoint
 
     prep = prepare(cfg)
     out = prep.output_dir
@@ -175,7 +175,7 @@ def dry_run(cfg: RunConfig) -> dict[str, Any]:
     import torch
 
     from ..advantages import get_estimator
-    from .models import load_model_and_tokenizer
+    from ..models import load_model_and_tokenizer
 
     prep = prepare(cfg)
     args = build_trainer_args(prep.trainer_kwargs)

@@ -96,7 +96,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
 
 
 def trainer_fields() -> dict[str, dataclasses.Field]:
-    from .trl import PolyEPOConfig
+    from ..train.trl import PolyEPOConfig
 
     return {f.name: f for f in dataclasses.fields(PolyEPOConfig) if f.init}
 
