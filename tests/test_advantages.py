@@ -269,7 +269,7 @@ def test_registry_lists_and_rejects():
         get_estimator("polyepo")
     with pytest.raises(ValueError, match="did you mean 'poly_epo'"):
         get_estimator("poly-epo")
-    with pytest.raises(ValueError, match="has no option.*'set_sizee'.*valid options: set_size"):
+    with pytest.raises(ValueError, match=r"unknown option 'set_sizee' \(did you mean 'set_size'\?\) for estimator 'poly_epo'; valid options: set_size"):
         group_advantages("poly_epo", [1, 0], [1, 2], set_sizee=2)
 
 

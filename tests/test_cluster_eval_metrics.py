@@ -65,11 +65,15 @@ def test_group_metrics_by_hand():
     ids, rewards = [1, 1, 2, 100, 3, 2], [1, 1, 0, 0, 1, 0.5]
     m = group_metrics(ids, rewards=rewards)
     assert m == {"distinct": 3, "degenerate": 1, "correct": 3, "distinct_correct": 2, "distinct_incorrect": 1,
-                 "clustered": 1}
+                 "all_distinct": 0, "one_cluster": 0, "clustered": 1}
     m = group_metrics(ids, rewards=rewards, correct_threshold=0.5)
     assert m["correct"] == 4 and m["distinct_correct"] == 3
     assert group_metrics([1, 0, 2], degenerate=(0, 100))["distinct"] == 2
-    assert set(group_metrics(ids)) == {"distinct", "degenerate", "clustered"}
+    assert set(group_metrics(ids)) == {"distinct", "degenerate", "all_distinct", "one_cluster", "clustered"}
+    # all distinct: every response its own real strategy; one cluster: at most one real strategy
+    assert group_metrics([3, 1, 2])["all_distinct"] == 1 and group_metrics([3, 1, 100])["all_distinct"] == 0
+    assert group_metrics([2, 2, 100])["one_cluster"] == 1 and group_metrics([100, 100])["one_cluster"] == 1
+    assert group_metrics([5])["all_distinct"] == 0 and group_metrics([1, 2])["one_cluster"] == 0
     with pytest.raises(ValueError, match="length 2"):
         group_metrics(ids, [True, False])
     assert all(k in METRIC_KEYS for k in group_metrics(ClusterResult(ids, "judge"), rewards=rewards))
@@ -87,6 +91,11 @@ def test_aggregate_skips_zero_diversity_groups_in_diversity_means():
     assert s["distinct_correct"] == pytest.approx((2 + 1) / 2)
     assert (s["judge_failed"], s["zero_diversity"], s["fallback"], s["cache_hit"]) == (2, 1, 1, 1)
     assert (s["requests"], s["retries"], s["clustered"]) == (4, 2, 2)
+    # the fallback group (one strategy) counts in the means, the zero_diversity one does not
+    assert s["one_cluster"] == pytest.approx(0.5) and s["all_distinct"] == 0
+    reward_only = group_metrics(ClusterResult([100] * 2, "judge", failed=True, policy="reward_only"), rewards=[1, 0])
+    s = aggregate_metrics([ok, reward_only])
+    assert (s["reward_only"], s["judge_failed"], s["clustered"], s["distinct"]) == (1, 1, 1, 2)
 
 
 class Oracle(BaseClusterer):

@@ -138,7 +138,7 @@ def test_row_order_change_fails_loudly():
 def test_unknown_estimator_option_names_valid_ones():
     data = make_batch([1, 0, 1, 0], ["a"] * 4, [1, 1, 1, 1])
     with estimator_columns(["a"] * 4, {"cluster_id": [1, 2, 3, 4]}):
-        with pytest.raises(ValueError, match="no option.*'sett_size'.*valid options: set_size"):
+        with pytest.raises(ValueError, match="unknown option 'sett_size'.*valid options: set_size"):
             compute_advantage(data, adv_estimator="poly_epo", config=algo_config(estimator_options={"sett_size": 2}))
 
 

@@ -26,7 +26,6 @@ set_rl        any set objective, all subsets or K sampled subsets               
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -50,7 +49,7 @@ from .set_rl import (
 )
 
 Estimator = Callable[..., np.ndarray]
-ESTIMATORS: Registry[Estimator] = Registry("estimator")
+ESTIMATORS: Registry[Estimator] = Registry("estimator", skip=2)
 
 for _name, _fn in {
     "grpo": grpo_advantages,
@@ -66,6 +65,14 @@ for _name, _fn in {
 #: Estimators that cannot run without cluster ids.
 NEEDS_CLUSTERS = frozenset({"grpo_div", "poly_epo"})
 
+#: ``compute_advantages(short_groups=...)``: a group smaller than ``set_size`` is an ``error``,
+#: or its ``set_size`` shrinks to the group's size (``shrink``).
+SHORT_GROUPS = ("error", "shrink")
+#: ``compute_advantages(singletons=...)``: a group of one rollout goes to the ``estimator`` as
+#: any group, gets advantage 0 (``zero``: no group to compare with), or its own reward
+#: (``reward``: baseline 0, as verl's built-in ``grpo`` does for a group of one).
+SINGLETONS = ("estimator", "zero", "reward")
+
 
 def get_estimator(name: str) -> Estimator:
     """The estimator registered as ``name``; the error lists the valid names."""
@@ -74,23 +81,13 @@ def get_estimator(name: str) -> Estimator:
 
 def estimator_options(name: str) -> dict[str, object]:
     """The keyword options of estimator ``name`` and their defaults."""
-    sig = inspect.signature(get_estimator(name))
-    return {
-        p.name: p.default
-        for p in list(sig.parameters.values())[2:]
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
+    return ESTIMATORS.options(name) or {}
 
 
 def check_options(name: str, options: dict[str, object]) -> None:
-    """Raise ``ValueError`` naming any option that estimator ``name`` does not take."""
-    valid = estimator_options(name)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"estimator {name!r} has no option(s) {', '.join(map(repr, unknown))}; "
-            f"valid options: {', '.join(valid) or '(none)'}"
-        )
+    """Raise ``ValueError`` naming any option that estimator ``name`` does not take (with the
+    closest valid one and the list of valid options)."""
+    ESTIMATORS.check_options(name, options)
 
 
 def group_advantages(estimator: str, rewards, clusters=None, **options) -> np.ndarray:
@@ -133,6 +130,8 @@ def compute_advantages(
     group_sizes: int | Sequence[int] | None = None,
     group_ids: Sequence[object] | None = None,
     estimator: str = "poly_epo",
+    short_groups: str = "error",
+    singletons: str = "estimator",
     **options,
 ) -> np.ndarray:
     """Advantages for a flat batch of rollouts made of several groups.
@@ -144,6 +143,10 @@ def compute_advantages(
             ``num_generations``) or a list of sizes of adjacent groups, possibly unequal.
         group_ids: alternatively one group label per rollout (any order, as verl's uid).
         estimator: a name in :data:`ESTIMATORS`.
+        short_groups: ``error`` (default: a set estimator raises on a group smaller than
+            ``set_size``) or ``shrink`` (that group's ``set_size`` becomes its size).
+        singletons: what a group of one rollout gets: ``estimator`` (default: the estimator
+            decides), ``zero`` or ``reward`` (see :data:`SINGLETONS`).
         **options: the estimator's options (``set_size``, ``reduction`` ...).
 
     Returns:
@@ -151,16 +154,27 @@ def compute_advantages(
     """
     fn = get_estimator(estimator)
     check_options(estimator, options)
+    if short_groups not in SHORT_GROUPS:
+        raise ValueError(f"short_groups must be one of {', '.join(SHORT_GROUPS)}, got {short_groups!r}")
+    if singletons not in SINGLETONS:
+        raise ValueError(f"singletons must be one of {', '.join(SINGLETONS)}, got {singletons!r}")
     r = check_rewards(rewards)
     c = None if clusters is None else np.asarray(clusters)
     if c is not None and c.shape != r.shape:
         raise ValueError(f"clusters has shape {c.shape} but rewards has shape {r.shape}")
     if c is None and estimator in NEEDS_CLUSTERS:
         raise ValueError(f"estimator {estimator!r} needs cluster ids; clusters is None")
+    set_size = options.get("set_size", estimator_options(estimator).get("set_size"))
     out = np.empty(r.size)
     for g, idx in enumerate(_group_slices(r.size, group_sizes, group_ids)):
+        if idx.size == 1 and singletons != "estimator":
+            out[idx] = r[idx] if singletons == "reward" else 0.0
+            continue
+        opts = options
+        if short_groups == "shrink" and isinstance(set_size, (int, np.integer)) and set_size > idx.size:
+            opts = {**options, "set_size": int(idx.size)}
         try:
-            out[idx] = fn(r[idx], None if c is None else c[idx], **options)
+            out[idx] = fn(r[idx], None if c is None else c[idx], **opts)
         except ValueError as e:
             raise type(e)(f"group {g} (rollouts {idx.tolist()[:8]}{'...' if idx.size > 8 else ''}): {e}") from e
     return out
@@ -170,6 +184,8 @@ __all__ = [
     "ESTIMATORS",
     "NEEDS_CLUSTERS",
     "SET_OBJECTIVES",
+    "SHORT_GROUPS",
+    "SINGLETONS",
     "UnknownNameError",
     "all_subsets",
     "check_options",

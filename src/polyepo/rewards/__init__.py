@@ -39,10 +39,15 @@ def column(columns: dict[str, Any], name: str, n: int) -> list[Any]:
 
 
 def make_reward(name: str, **options: Any) -> RewardFunction:
-    """Build the reward function registered as ``name`` with its options."""
-    return REWARDS.get(name)(**options)
+    """Build the reward function registered as ``name`` with its options (unknown names and
+    options list the valid ones; a missing package is named)."""
+    return REWARDS.build(name, **options)
 
 
 from . import code, math, rubric  # noqa: E402,F401  (register the built-in reward functions; heavy parts load on use)
+
+REWARDS.require("math_answer", math_verify="math-verify")
+REWARDS.require("rubric", openai="openai")
+REWARDS.describe_options("rubric", rubric.option_names)
 
 __all__ = ["REWARDS", "RewardFunction", "column", "make_reward"]

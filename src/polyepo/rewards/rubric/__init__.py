@@ -21,6 +21,13 @@ from .reward import RowResult, RubricReward, combine, completion_text, leaked_li
 
 REWARDS.register("rubric")(make_rubric_reward)
 
+
+def option_names() -> list[str]:
+    """Every option of the ``rubric`` reward: RubricOptions fields, JudgeConfig fields, ``client``."""
+    from ...judge.config import JudgeConfig
+
+    return [*RubricOptions.fields(), *JudgeConfig.fields(), "client"]
+
 __all__ = [
     "VERDICTS",
     "EchoResult",
@@ -39,4 +46,5 @@ __all__ = [
     "fingerprint",
     "leaked_lines",
     "make_rubric_reward",
+    "option_names",
 ]

@@ -1,0 +1,81 @@
+"""Cluster ids for the groups of a step: one clustering call path for every caller.
+
+:func:`cluster_groups` sends every group's N responses to the clusterer together (a judge
+sees the whole group) and checks what comes back; :func:`results_from_ids` wraps ready-made
+per-row ids (a reward function's, or a test's) in the same :class:`ClusterResult` form, so the
+group step sees one input type whichever way the ids were made.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from ..clustering.base import ClusterResult, Group, as_group
+
+
+def _checked(result: Any, clusterer: Any, size: int, label: Any) -> ClusterResult:
+    name = getattr(clusterer, "name", type(clusterer).__name__)
+    if not isinstance(result, ClusterResult):
+        raise TypeError(f"clusterer {name!r} returned {type(result).__name__}, not ClusterResult (group {label!r})")
+    if len(result.ids) != size:
+        raise ValueError(f"clusterer {name!r} returned {len(result.ids)} ids for a group of {size} responses "
+                         f"(group {label!r})")
+    return result
+
+
+def cluster_groups(
+    clusterer: Any,
+    groups: Sequence[Group | tuple],
+    *,
+    labels: Sequence[Any] | None = None,
+    workers: int = 1,
+) -> tuple[list[ClusterResult], float]:
+    """One :class:`ClusterResult` per group, in order, and the seconds it took.
+
+    A clusterer with ``cluster_many`` gets all groups in one call (a judge backend sends them
+    concurrently); otherwise ``cluster`` runs per group, on ``workers`` threads. Each result is
+    checked (type, one id per response); an error names the group by its ``labels`` entry
+    (default: its position).
+    """
+    gs = [as_group(g) for g in groups]
+    names = list(labels) if labels is not None else list(range(len(gs)))
+    if len(names) != len(gs):
+        raise ValueError(f"{len(names)} labels for {len(gs)} groups")
+    start = time.perf_counter()
+    if not gs:
+        return [], 0.0
+    if hasattr(clusterer, "cluster_many"):
+        results = list(clusterer.cluster_many(gs))
+        if len(results) != len(gs):
+            raise ValueError(f"clusterer {getattr(clusterer, 'name', '?')!r} returned {len(results)} results "
+                             f"for {len(gs)} groups")
+    else:
+        def run(k: int) -> ClusterResult:
+            g = gs[k]
+            try:
+                return clusterer.cluster(g.prompt, g.responses, **g.context)
+            except Exception as e:
+                raise RuntimeError(f"clustering group {names[k]!r} failed: {e}") from e
+
+        with ThreadPoolExecutor(max_workers=max(1, min(int(workers), len(gs)))) as pool:
+            results = list(pool.map(run, range(len(gs))))
+    checked = [_checked(res, clusterer, len(g.responses), label) for res, g, label in zip(results, gs, names)]
+    return checked, time.perf_counter() - start
+
+
+def results_from_ids(ids: Sequence[int] | np.ndarray, groups: Sequence[np.ndarray], backend: str = "given",
+                     ) -> list[ClusterResult]:
+    """Per-row integer ids (``[B]``) as one :class:`ClusterResult` per group (rows ``groups[g]``)."""
+    arr = np.asarray(ids)
+    if arr.ndim != 1:
+        raise ValueError(f"cluster ids must be 1-D, one per rollout; got shape {arr.shape}")
+    if arr.size and arr.dtype.kind not in "iu":
+        as_float = arr.astype(np.float64)
+        if not np.all(np.isfinite(as_float)) or np.any(as_float != np.round(as_float)):
+            raise ValueError(f"cluster ids must be integers, got {arr.tolist()[:8]}")
+    return [ClusterResult(ids=[int(i) for i in arr[g]], backend=backend) for g in groups]
