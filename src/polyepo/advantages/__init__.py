@@ -65,6 +65,28 @@ for _name, _fn in {
 #: Estimators that cannot run without cluster ids.
 NEEDS_CLUSTERS = frozenset({"grpo_div", "poly_epo"})
 
+#: Options several estimators share, and their one description: ``PolyEPOConfig``'s fields,
+#: ``polyepo estimators`` and ``polyepo advantage`` take their help (and defaults) from here.
+SHARED_OPTIONS: dict[str, str] = {
+    "set_size": "Set size n of the set estimators (poly_epo, pass_at_k, set_rl): the sets scored are the "
+                "n-subsets of one group's rollouts.",
+    "reduction": "Marginal advantage over the sets holding a rollout: sum (seed 002) or mean (the Poly-EPO "
+                 "authors' code); see docs/closed-form.md.",
+    "min_distinct": "Poly-EPO gate: sets with fewer distinct non-degenerate strategies score 0 (2 = seed "
+                    "002's |U| > 1; 1 = no gate).",
+    "degenerate": "Cluster ids that are no real strategy (empty, gibberish, off-task answers).",
+}
+
+
+def shared_option_default(name: str) -> object:
+    """The default of shared option ``name``: that of the first estimator (by name) taking it."""
+    for est in ESTIMATORS.names():
+        opts = estimator_options(est)
+        if name in opts:
+            return opts[name]
+    raise KeyError(name)
+
+
 #: ``compute_advantages(short_groups=...)``: a group smaller than ``set_size`` is an ``error``,
 #: or its ``set_size`` shrinks to the group's size (``shrink``).
 SHORT_GROUPS = ("error", "shrink")
@@ -184,6 +206,7 @@ __all__ = [
     "ESTIMATORS",
     "NEEDS_CLUSTERS",
     "SET_OBJECTIVES",
+    "SHARED_OPTIONS",
     "SHORT_GROUPS",
     "SINGLETONS",
     "UnknownNameError",
@@ -203,4 +226,5 @@ __all__ = [
     "rloo_advantages",
     "sample_subsets",
     "set_rl_advantages",
+    "shared_option_default",
 ]

@@ -9,6 +9,13 @@ global batch with the chosen estimator from :mod:`polyepo.advantages`, and hands
 its own rows. ``estimator="dr_grpo"`` and ``"poly_epo"`` therefore differ in the advantage
 only: same samples, same loss, same optimiser.
 
+The step itself (unscorable rollouts, failed clustering, advantages, step metrics) is
+:func:`polyepo.groups.group_step`, the code verl's adapter runs too; this module only gathers
+TRL's tensors into it and slices its advantages back. :class:`PolyEPOConfig` rejects the
+GRPOConfig options that would change the advantage in a way polyepo's step does not
+reproduce (``scale_rewards`` other than ``"none"``, ``multi_objective_aggregation`` other than
+``"sum_then_normalize"``): the estimator is the one place the advantage is defined.
+
 TRL's trainer internals are private API; this module relies on ``GRPOTrainer._calculate_rewards``
 (returns the gathered ``[B_global, n_reward_funcs]`` rewards) and
 ``GRPOTrainer._generate_and_score_completions`` (returns the local batch with ``"advantages"``)
@@ -21,9 +28,8 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +39,19 @@ from accelerate.utils import broadcast_object_list, gather_object
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
-from ..advantages import NEEDS_CLUSTERS, check_options, estimator_options, get_estimator
+from ..advantages import (
+    NEEDS_CLUSTERS,
+    SHARED_OPTIONS,
+    check_options,
+    estimator_options,
+    get_estimator,
+    shared_option_default,
+)
 from ..clustering import ClusterResult, make_clusterer
-from ..clustering.base import prompt_text
-from ..clustering.metrics import aggregate_metrics, group_metrics
+from ..clustering.base import Group, prompt_text
+from ..groups import GroupOptions, cluster_groups, group_step
 from ..rewards.extract import completion_text
+from ..settings import help_field
 
 logger = logging.getLogger(__name__)
 
@@ -72,30 +86,53 @@ def check_trl_compatibility() -> None:
                        trl.__version__, ",".join(SUPPORTED_TRL))
 
 
-@dataclass
-class PolyEPOConfig(GRPOConfig):
-    """``GRPOConfig`` plus the set-RL settings. Defaults follow the Poly-EPO paper: no KL
-    (``beta=0``), clip 0.2/0.28, Dr.GRPO loss normalisation (divide by the max completion
-    length), no std scaling of rewards."""
+def _shared(name: str) -> Any:
+    """A PolyEPOConfig field for shared estimator option ``name``: help and default from
+    :data:`polyepo.advantages.SHARED_OPTIONS` and the estimators' signatures."""
+    default = shared_option_default(name)
+    if isinstance(default, (tuple, list)):
+        return help_field(help=SHARED_OPTIONS[name], default_factory=lambda d=tuple(default): list(d))
+    return help_field(default, SHARED_OPTIONS[name])
 
-    estimator: str = field(default="poly_epo", metadata={"help": "Advantage estimator: a name in polyepo.advantages.ESTIMATORS (poly_epo, dr_grpo, grpo, rloo, grpo_div, pass_at_k, set_rl)."})
-    set_size: int = field(default=4, metadata={"help": "Set size n for set estimators (poly_epo, pass_at_k, set_rl)."})
-    reduction: str = field(default="sum", metadata={"help": "Marginal advantage over the sets holding a rollout: sum (seed 002) or mean (the Poly-EPO authors' code)."})
-    min_distinct: int = field(default=2, metadata={"help": "Poly-EPO gate: sets with fewer distinct non-degenerate strategies score 0 (2 = seed 002's |U| > 1; 1 = no gate)."})
-    degenerate: list[int] = field(default_factory=lambda: [0, 100], metadata={"help": "Cluster ids that are no real strategy."})
-    estimator_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "Further options of the estimator (see `polyepo estimators`)."})
-    clusterer: str | None = field(default=None, metadata={"help": "Strategy clusterer: a name in polyepo.clustering.CLUSTERERS. Needed by poly_epo and grpo_div; with other estimators it is run for the diversity logs only."})
-    clusterer_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "Options of the clusterer (judge endpoint, failure policy, ...)."})
-    correct_threshold: float = field(default=0.5, metadata={"help": "A rollout counts as correct in the diversity logs when its reward is at least this."})
-    log_jsonl: bool = field(default=True, metadata={"help": "Also append every logged step to output_dir/log.jsonl."})
+
+#: GRPOConfig options that change TRL's own advantage, which polyepo replaces: the only value
+#: the trainer honours, and what to do instead.
+UNSUPPORTED = {
+    "scale_rewards": ("none", "std scaling is part of the estimator here: estimator=grpo scales by the "
+                              "group's std (scale_rewards='group'); scaling by the batch's std is not available"),
+    "multi_objective_aggregation": ("sum_then_normalize", "the weighted reward functions are summed first, "
+                                                          "then the estimator runs on the sum"),
+}
+
+
+@dataclass
+class PolyEPOConfig(GRPOConfig, GroupOptions):
+    """``GRPOConfig`` plus the set-RL settings and the group step's (:class:`polyepo.groups.GroupOptions`).
+    Defaults follow the Poly-EPO paper: no KL (``beta=0``), clip 0.2/0.28, Dr.GRPO loss
+    normalisation (divide by the max completion length), no std scaling of rewards."""
+
+    estimator: str = help_field("poly_epo", "Advantage estimator: a name in polyepo.advantages.ESTIMATORS (poly_epo, dr_grpo, grpo, rloo, grpo_div, pass_at_k, set_rl).")
+    set_size: int = _shared("set_size")
+    reduction: str = _shared("reduction")
+    min_distinct: int = _shared("min_distinct")
+    degenerate: list[int] = _shared("degenerate")
+    estimator_options: dict[str, Any] = help_field(help="Further options of the estimator (see `polyepo estimators`).", default_factory=dict)
+    clusterer: str | None = help_field(None, "Strategy clusterer: a name in polyepo.clustering.CLUSTERERS. Needed by poly_epo and grpo_div; with other estimators it is run for the diversity logs only.")
+    clusterer_options: dict[str, Any] = help_field(help="Options of the clusterer (judge endpoint, failure policy, ...).", default_factory=dict)
+    log_jsonl: bool = help_field(True, "Also append every logged step to output_dir/log.jsonl.")
 
     # Paper defaults for inherited settings.
-    loss_type: str = field(default="dr_grpo", metadata={"help": "TRL loss aggregation; dr_grpo divides by max_completion_length (Dr.GRPO, as the Poly-EPO paper)."})
-    scale_rewards: str = field(default="none", metadata={"help": "Unused by polyepo's estimators (they do their own scaling); kept 'none'."})
-    epsilon_high: float | None = field(default=0.28, metadata={"help": "Upper clip bound (DAPO / Poly-EPO paper: 0.28)."})
+    loss_type: str = help_field("dr_grpo", "TRL loss aggregation; dr_grpo divides by max_completion_length (Dr.GRPO, as the Poly-EPO paper).")
+    scale_rewards: str = help_field("none", "Must stay 'none': the estimator does any scaling (estimator=grpo scales by the group's std).")
+    epsilon_high: float | None = help_field(0.28, "Upper clip bound (DAPO / Poly-EPO paper: 0.28).")
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        for key, (honoured, instead) in UNSUPPORTED.items():
+            if getattr(self, key) != honoured:
+                raise ValueError(f"{key}={getattr(self, key)!r} is not supported by PolyEPOTrainer (only {honoured!r}): "
+                                 f"{instead}")
+        self.check_group_options()
         get_estimator(self.estimator)  # unknown names list the valid ones
         check_options(self.estimator, self.estimator_kwargs())
         if self.estimator in NEEDS_CLUSTERS and not self.clusterer:
@@ -137,8 +174,8 @@ class PolyEPOTrainer(GRPOTrainer):
         if clusterer is None and self.args.clusterer:
             clusterer = make_clusterer(self.args.clusterer, **self.args.clusterer_options)
         self.clusterer = clusterer
-        self._estimator = get_estimator(self.args.estimator)
         self._estimator_kwargs = self.args.estimator_kwargs()
+        self._group_options = self.args.group_options()
         self._pending: dict[str, Any] | None = None
         if self.args.log_jsonl:
             self.add_callback(JsonlLogCallback(Path(self.args.output_dir) / "log.jsonl"))
@@ -159,6 +196,7 @@ class PolyEPOTrainer(GRPOTrainer):
         return rewards_per_func
 
     def _cluster_global_batch(self, inputs, prompts, completions) -> tuple[list[int] | None, list[ClusterResult]]:
+        """Each complete group of the global batch clustered once, on the main process, broadcast."""
         if self.clusterer is None:
             return None, []
         all_prompts = gather_object([prompt_text(p) for p in prompts])
@@ -167,16 +205,8 @@ class PolyEPOTrainer(GRPOTrainer):
         G = self.num_generations if self.model.training else self.num_generations_eval
         payload: list[Any] = [None]
         if self.accelerator.is_main_process:
-            groups = [(all_prompts[s], all_texts[s:s + G], all_context[s]) for s in range(0, len(all_texts), G)]
-            if hasattr(self.clusterer, "cluster_many"):
-                results = list(self.clusterer.cluster_many(groups))
-            else:
-                results = [self.clusterer.cluster(p, r, **ctx) for p, r, ctx in groups]
-            for (_, r, _), res in zip(groups, results, strict=True):
-                if len(res.ids) != len(r):
-                    raise RuntimeError(f"clusterer {getattr(self.clusterer, 'name', self.clusterer)!r} returned "
-                                       f"{len(res.ids)} ids for a group of {len(r)} responses")
-            payload = [results]
+            groups = [Group(all_prompts[s], all_texts[s:s + G], all_context[s]) for s in range(0, len(all_texts), G)]
+            payload = [cluster_groups(self.clusterer, groups)[0]]
         broadcast_object_list(payload, from_process=0)
         results = payload[0]
         return [int(i) for res in results for i in res.ids], results
@@ -198,82 +228,23 @@ class PolyEPOTrainer(GRPOTrainer):
                                f"in groups of {G}, got {tuple(rpf.shape)} (unsupported TRL version?)")
         weights = self.reward_weights.to(rpf.device).unsqueeze(0)
         rewards = (rpf * weights).nansum(dim=1).double().cpu().numpy()
-        rewards[torch.isnan(rpf).all(dim=1).cpu().numpy()] = np.nan
-        t0 = time.perf_counter()
-        adv, stats = self._global_advantages(rewards, pending["clusters"], G)
-        adv_s = time.perf_counter() - t0
+        rewards[torch.isnan(rpf).all(dim=1).cpu().numpy()] = np.nan  # unscorable: every function returned None
+        step = group_step(rewards, np.arange(rewards.size) // G, pending["results"] if self.clusterer else None,
+                          estimator=self.args.estimator, estimator_options=self._estimator_kwargs,
+                          options=self._group_options)
+        adv = step.advantages
         start = self.accelerator.process_index * local
         output["advantages"] = torch.as_tensor(adv[start:start + local], dtype=output["advantages"].dtype,
                                                device=output["advantages"].device)
         for _ in range(min(len(adv), len(self._logs["advantages"]))):  # replace TRL's logged GRPO advantages
             self._logs["advantages"].pop()
         self._logs["advantages"].extend(adv.tolist())
-        self._log_step_metrics(mode, rewards, adv, pending, stats, adv_s, G)
+        metrics = {**step.metrics, "polyepo/time_reward_s": pending["reward_s"],
+                   "polyepo/time_cluster_s": pending["cluster_s"]}
+        for key, value in metrics.items():  # the group step's vocabulary (docs/training.md)
+            self._metrics[mode][key].append(float(value))
+        self.last_step_metrics = metrics
         return output
-
-    def _global_advantages(self, rewards: np.ndarray, clusters: list[int] | None, G: int):
-        """Advantages of every row of the global batch, group by group. Unscorable rows (every
-        reward function returned None) are left out of their group and get 0."""
-        adv = np.zeros_like(rewards)
-        c = None if clusters is None else np.asarray(clusters)
-        shrunk = empty = 0
-        for s in range(0, rewards.size, G):
-            ok = ~np.isnan(rewards[s:s + G])
-            idx = np.flatnonzero(ok) + s
-            if idx.size == 0:
-                empty += 1
-                continue
-            kwargs = dict(self._estimator_kwargs)
-            if idx.size < G:
-                shrunk += 1
-                if "set_size" in kwargs:
-                    kwargs["set_size"] = min(kwargs["set_size"], idx.size)
-                if idx.size == 1:  # a lone scorable rollout has no baseline: advantage 0
-                    continue
-            adv[idx] = self._estimator(rewards[idx], None if c is None else c[idx], **kwargs)
-        return adv, {"groups_with_unscorable": shrunk, "groups_unscorable": empty}
-
-    def _log_step_metrics(self, mode, rewards, adv, pending, stats, adv_s, G) -> None:
-        m = self._metrics[mode]
-        m["polyepo/advantage_mean"].append(float(adv.mean()))
-        m["polyepo/advantage_std"].append(float(adv.std()))
-        m["polyepo/advantage_abs_max"].append(float(np.abs(adv).max()))
-        groups = adv.reshape(-1, G)
-        m["polyepo/frac_groups_zero_advantage"].append(float((np.abs(groups).max(axis=1) == 0).mean()))
-        m["polyepo/unscorable"].append(float(np.isnan(rewards).sum()))
-        for k, v in stats.items():
-            m[f"polyepo/{k}"].append(float(v))
-        m["polyepo/time_reward_s"].append(pending["reward_s"])
-        m["polyepo/time_cluster_s"].append(pending["cluster_s"])
-        m["polyepo/time_advantage_s"].append(adv_s)
-        if pending["clusters"] is None:
-            return
-        results: list[ClusterResult] = pending["results"]
-        r = np.nan_to_num(rewards, nan=-math.inf).reshape(-1, G)
-        step = aggregate_metrics([
-            group_metrics(res, rewards=ri, correct_threshold=self.args.correct_threshold, degenerate=self.args.degenerate)
-            for res, ri in zip(results, r, strict=True)
-        ])
-        for key, value in step.items():
-            if key in CLUSTER_LOG_KEYS:
-                m[CLUSTER_LOG_KEYS[key]].append(float(value))
-
-
-#: clustering.metrics key -> logged name (see docs/training.md)
-CLUSTER_LOG_KEYS = {
-    "distinct": "polyepo/clusters_distinct",
-    "distinct_correct": "polyepo/clusters_distinct_correct",
-    "distinct_incorrect": "polyepo/clusters_distinct_incorrect",
-    "degenerate": "polyepo/degenerate_per_group",
-    "correct": "polyepo/correct_per_group",
-    "judge_failed": "polyepo/cluster_failures",
-    "fallback": "polyepo/cluster_fallbacks",
-    "zero_diversity": "polyepo/cluster_zero_diversity",
-    "cache_hit": "polyepo/cluster_cache_hits",
-    "requests": "polyepo/judge_requests",
-    "retries": "polyepo/judge_retries",
-    "reasks": "polyepo/judge_reasks",
-}
 
 
 class JsonlLogCallback(TrainerCallback):
