@@ -203,7 +203,7 @@ def test_validate_reply_strictness():
 
 
 def test_bad_options_are_clear_errors(chat_server):
-    with pytest.raises(ValueError, match="unknown option .modle. .did you mean .model.?. for clusterer .judge.; valid options: prompt"):
+    with pytest.raises(ValueError, match=r"unknown option 'modle' \(did you mean 'model'\?\) for clusterer 'judge'; valid options: prompt"):
         judge(chat_server, modle="x")
     with pytest.raises(ValueError, match="on_failure must be"):
         judge(chat_server, on_failure="all_distinct")

@@ -54,3 +54,16 @@ def test_math_reward_answer_column_option():
     f = make_reward("math_answer", answer_column="solution")
     assert f(None, ["\\boxed{5}"], solution=["5"]) == [1.0]
     assert f(None, ["\\boxed{5}"], answer=["5"]) == [None]  # its column is absent: not applicable
+
+
+def test_a_math_verify_error_is_counted_and_not_applicable_by_default():
+    """A real math-verify failure (its own timeout on a tower of powers) is never a silent 0.0."""
+    huge = ["\\boxed{10^{10^{10^{10}}}}"]
+    f = make_reward("math_answer", timeout_s=1)
+    assert f(None, huge, answer=["1"]) == [None]
+    assert f.last_stats["verify_errors"] == 1 and f.last_stats["incorrect"] == 0
+    assert make_reward("math_answer", timeout_s=1, on_verify_error="zero")(None, huge, answer=["1"]) == [0.0]
+    with pytest.raises(RuntimeError, match="math-verify failed comparing"):
+        make_reward("math_answer", timeout_s=1, on_verify_error="raise")(None, huge, answer=["1"])
+    with pytest.raises(ValueError, match="on_verify_error must be one of none, zero, raise"):
+        make_reward("math_answer", on_verify_error="skip")

@@ -270,7 +270,7 @@ def test_trl_hooks_receive_the_statistics(chat_server, tmp_path):
 
 
 def test_options_are_checked(chat_server, tmp_path):
-    with pytest.raises(ValueError, match="unknown option .outcome_wieght. .did you mean .outcome_weight.?. for reward function .rubric.; valid options: outcome_weight"):
+    with pytest.raises(ValueError, match=r"unknown option 'outcome_wieght' \(did you mean 'outcome_weight'\?\) for reward function 'rubric'; valid options: outcome_weight"):
         reward(chat_server, tmp_path, outcome_wieght=1)
     with pytest.raises(ValueError, match="on_failure must be one of raise, none, verifiable_only"):
         reward(chat_server, tmp_path, on_failure="zero")

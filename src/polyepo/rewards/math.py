@@ -16,6 +16,7 @@ from elsewhere.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import re
 import threading
@@ -31,6 +32,8 @@ log = logging.getLogger("polyepo.rewards.math")
 _ANSWER_IS = re.compile(r"(?:final\s+answer|answer)\s*(?:is|:|=)\s*[:\s]*(.+)", re.I)
 _NUMBER = re.compile(r"[-−]?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?|[-−]?\.\d+")
 _thread_warned = False
+#: What a failed math-verify comparison gives: None (not applicable), 0.0, or an error.
+VERIFY_ERROR_POLICIES = ("none", "zero", "raise")
 
 
 def _boxed(text: str) -> str | None:
@@ -100,13 +103,18 @@ def _normal(s: str) -> str:
 
 def answers_equivalent(predicted: str, gold: str, *, timeout_s: int | None = 5) -> bool:
     """True when ``predicted`` is mathematically equal to ``gold`` (math-verify), or when neither
-    parses and their normalised strings are equal. Raises math-verify's errors (e.g. a timeout)."""
+    parses and their normalised strings are equal. Raises math-verify's errors; its timeout as
+    :class:`TimeoutError`."""
     from math_verify import verify
+    from math_verify.errors import TimeoutException
 
-    g, p = parse_answer(gold, timeout_s=timeout_s), parse_answer(predicted, timeout_s=timeout_s)
-    if not g or not p:
-        return bool(predicted.strip()) and _normal(predicted) == _normal(gold)
-    return bool(verify(g, p, timeout_seconds=_timeout(timeout_s), raise_on_error=True))
+    try:  # math-verify's TimeoutException is a BaseException: turn it into an ordinary error
+        g, p = parse_answer(gold, timeout_s=timeout_s), parse_answer(predicted, timeout_s=timeout_s)
+        if not g or not p:
+            return bool(predicted.strip()) and _normal(predicted) == _normal(gold)
+        return bool(verify(g, p, timeout_seconds=_timeout(timeout_s), raise_on_error=True))
+    except TimeoutException as e:
+        raise TimeoutError(f"math-verify timed out ({e})") from None
 
 
 class MathAnswerReward:
@@ -115,14 +123,26 @@ class MathAnswerReward:
     Reads the gold answer from column ``answer_column`` (default ``answer``); a gold value
     that is a full solution with a ``\\boxed{}`` is reduced to its boxed answer. Rows without
     a gold answer get None. An answer that cannot be found gets 0.0 (``no_answer``). A
-    comparison that raises (math-verify error or timeout) gets 0.0 and is counted in
-    ``verify_errors`` and logged. :attr:`last_stats` is refreshed on every call.
+    comparison that raises (math-verify error or timeout) is counted in ``verify_errors``,
+    logged, and handled by ``on_verify_error``: ``none`` (default: None, not applicable, so
+    the trainer's unscorable policy applies and the error is never a silent wrong answer),
+    ``zero`` (0.0) or ``raise``. Building the reward without math-verify installed is an
+    error naming the package. :attr:`last_stats` is refreshed on every call.
     """
 
     __name__ = "math_answer"
 
-    def __init__(self, *, answer_column: str = "answer", timeout_s: int | None = 5) -> None:
-        self.answer_column, self.timeout_s = answer_column, timeout_s
+    def __init__(self, *, answer_column: str = "answer", timeout_s: int | None = 5,
+                 on_verify_error: str = "none") -> None:
+        if on_verify_error not in VERIFY_ERROR_POLICIES:
+            raise ValueError(f"on_verify_error must be one of {', '.join(VERIFY_ERROR_POLICIES)}, "
+                             f"got {on_verify_error!r}")
+        if importlib.util.find_spec("math_verify") is None:
+            from ..registry import MissingDependencyError
+
+            raise MissingDependencyError("the math_answer reward needs the package math-verify, which is not "
+                                         "installed: pip install math-verify (or polyepo[rewards])")
+        self.answer_column, self.timeout_s, self.on_verify_error = answer_column, timeout_s, on_verify_error
         self.last_stats: dict[str, Any] = {}
 
     def __call__(self, prompts: Sequence, completions: Sequence, **columns: Any) -> list[float | None]:
@@ -154,10 +174,13 @@ class MathAnswerReward:
             return 0.0
         try:
             ok = answers_equivalent(answer, gold, timeout_s=self.timeout_s)
-        except Exception as e:  # math-verify failure or timeout: counted, logged, scored 0
+        except Exception as e:  # math-verify failure or timeout: counted, logged, the policy applies
             stats["verify_errors"] += 1
-            log.warning("math_answer: comparison of %.80r with %.80r failed: %s", answer, gold, e)
-            return 0.0
+            log.warning("math_answer: comparison of %.80r with %.80r failed (%s: %s); on_verify_error=%s",
+                        answer, gold, type(e).__name__, e, self.on_verify_error)
+            if self.on_verify_error == "raise":
+                raise RuntimeError(f"math_answer: math-verify failed comparing {answer!r} with {gold!r}: {e}") from e
+            return 0.0 if self.on_verify_error == "zero" else None
         stats["correct" if ok else "incorrect"] += 1
         return 1.0 if ok else 0.0
 

@@ -1,31 +1,37 @@
-"""Per-rollout cluster ids for a verl batch, computed once per group on whole groups.
+"""verl's batch -> the group step's inputs: cluster results per group, unscorable rows, sessions.
 
 verl 0.9 scores rollouts one at a time (its reward loop calls the reward function per
-sample), so no reward function sees a whole group. Strategy clustering therefore runs here,
-in the trainer's advantage step, where the whole batch is at hand: rows are grouped by
-verl's ``uid`` (rows of one group need not be adjacent: verl balances the batch across
-data-parallel ranks first), each group's N responses go to the clusterer together, and the
-ids are scattered back to the rows. Pure Python + NumPy: no verl import, testable anywhere.
+sample), so no reward function sees a whole group. Strategy clustering therefore runs in the
+trainer's advantage step, where the whole batch is at hand: rows are grouped by verl's ``uid``
+(rows of one group need not be adjacent: verl balances the batch across data-parallel ranks
+first), each group's responses go to the clusterer together
+(:func:`polyepo.groups.cluster_groups`), and the results are handed to the estimator, which
+runs :func:`polyepo.groups.group_step` (:mod:`.estimators`).
+
+Multi-output agent sessions: verl's v1 agent loop may store several outputs of one session
+under keys ``{uid}_{session}_{index}``; verl's own ``grpo`` lets only the final output of each
+session (highest index) enter the group and gives the session's other outputs its advantage.
+polyepo does the same (:func:`session_finals`): only final outputs are clustered and enter
+the group step. Pure Python + NumPy: no verl import, testable anywhere.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ...clustering import DEGENERATE, Clusterer, ClusterResult
-from ...metrics import distinct_clusters
+from ...clustering import Clusterer, ClusterResult
+from ...clustering.base import Group
+from ...groups import cluster_groups, group_rows, results_from_ids
 from .settings import VerlSettings
 
 
 @dataclass(frozen=True)
 class BatchRows:
-    """One verl batch, row-aligned (row i of every field is the same rollout).
+    """One verl batch (without its padding rows), row-aligned (row i of every field is one rollout).
 
     Attributes:
         uids: ``[B]`` group label of each row (verl's ``uid``).
@@ -33,6 +39,8 @@ class BatchRows:
         responses: ``[B]`` decoded response text.
         rewards: ``float64[B]`` scalar reward of each row (sum of its token-level scores).
         extras: ``[B]`` the ``reward_extra_info`` dict the reward function returned for each row.
+        keys: ``[B]`` verl's TransferQueue keys (``{uid}_{session}_{index}``), or None (one
+            output per session).
     """
 
     uids: Sequence[Any]
@@ -40,83 +48,45 @@ class BatchRows:
     responses: Sequence[str]
     rewards: np.ndarray
     extras: Sequence[Mapping[str, Any]]
+    keys: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         B = len(self.uids)
-        for name in ("prompts", "responses", "rewards", "extras"):
+        for name in ("prompts", "responses", "rewards", "extras") + (("keys",) if self.keys is not None else ()):
             if len(getattr(self, name)) != B:
                 raise ValueError(f"BatchRows.{name} has {len(getattr(self, name))} rows but uids has {B}")
 
 
-def group_indices(uids: Sequence[Any]) -> list[np.ndarray]:
-    """Row indices of each group, groups in order of first appearance, rows in batch order."""
-    order: dict[Any, list[int]] = {}
-    for i, uid in enumerate(uids):
-        order.setdefault(uid, []).append(i)
-    return [np.asarray(rows, dtype=np.int64) for rows in order.values()]
+def session_finals(keys: Sequence[str] | None, size: int) -> tuple[list[str], np.ndarray]:
+    """``(session of each row, bool[B] final output of its session)`` from verl's keys.
+
+    A key ``{uid}_{session}_{index}`` belongs to session ``{uid}_{session}``; the row with the
+    highest index is the session's final output (verl's ``compute_advantage_for_multi_trajectories``).
+    Without keys (or for a key of another form) every row is its own session.
+    """
+    if keys is None:
+        return [str(i) for i in range(size)], np.ones(size, dtype=bool)
+    sessions: list[str] = []
+    best: dict[str, tuple[int, int]] = {}
+    for i, key in enumerate(keys):
+        parts = str(key).rsplit("_", 2)
+        if len(parts) == 3 and parts[2].lstrip("-").isdigit():
+            session, index = f"{parts[0]}_{parts[1]}", int(parts[2])
+        else:
+            session, index = f"row:{i}", 0
+        sessions.append(session)
+        if session not in best or best[session][0] < index:
+            best[session] = (index, i)
+    final = np.zeros(size, dtype=bool)
+    final[[i for _, i in best.values()]] = True
+    return sessions, final
 
 
 def _group_context(rows: BatchRows, idx: np.ndarray) -> dict[str, Any]:
     context: dict[str, Any] = {"rewards": [float(rows.rewards[i]) for i in idx]}
-    keys = sorted({k for i in idx for k in rows.extras[i]})
-    for key in keys:
+    for key in sorted({k for i in idx for k in rows.extras[i]}):
         context.setdefault(key, [rows.extras[i].get(key) for i in idx])
     return context
-
-
-def _cluster_one(clusterer: Clusterer, rows: BatchRows, idx: np.ndarray) -> ClusterResult:
-    prompt = rows.prompts[int(idx[0])]
-    result = clusterer.cluster(prompt, [rows.responses[i] for i in idx], **_group_context(rows, idx))
-    if not isinstance(result, ClusterResult):
-        raise TypeError(f"clusterer {clusterer.name!r} returned {type(result).__name__}, not ClusterResult")
-    if len(result.ids) != idx.size:
-        raise ValueError(
-            f"clusterer {clusterer.name!r} returned {len(result.ids)} ids for a group of {idx.size} responses"
-        )
-    return result
-
-
-def cluster_with_clusterer(
-    rows: BatchRows, clusterer: Clusterer, settings: VerlSettings
-) -> tuple[np.ndarray, dict[str, float]]:
-    """Cluster every group of ``rows`` with ``clusterer`` (concurrently); ``int64[B]`` ids + stats.
-
-    A group the clusterer marks ``failed`` keeps the ids its failure policy chose and is
-    counted; more than ``settings.max_failed_group_fraction`` failed groups raise
-    ``RuntimeError``. An exception from the clusterer propagates, naming the group's uid.
-    """
-    groups = group_indices(rows.uids)
-    ids = np.full(len(rows.uids), -1, dtype=np.int64)
-
-    def run(idx: np.ndarray) -> ClusterResult:
-        try:
-            return _cluster_one(clusterer, rows, idx)
-        except Exception as e:
-            raise RuntimeError(f"clustering group uid={rows.uids[int(idx[0])]!r} failed: {e}") from e
-
-    start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=min(settings.cluster_workers, max(len(groups), 1))) as pool:
-        results = list(pool.map(run, groups))
-    failed = [r for r in results if r.failed]
-    for idx, result in zip(groups, results):
-        ids[idx] = np.asarray(result.ids, dtype=np.int64)
-    fraction = len(failed) / max(len(groups), 1)
-    if fraction > settings.max_failed_group_fraction:
-        first = failed[0]
-        raise RuntimeError(
-            f"clusterer {clusterer.name!r} failed on {len(failed)} of {len(groups)} groups "
-            f"({fraction:.0%} > max_failed_group_fraction={settings.max_failed_group_fraction}); "
-            f"first error: {first.error!r}, policy applied: {first.policy!r}"
-        )
-    stats = {
-        "polyepo/cluster/groups": float(len(groups)),
-        "polyepo/cluster/failed_groups": float(len(failed)),
-        "polyepo/cluster/failed_group_fraction": fraction,
-        "polyepo/cluster/cache_hits": float(sum(r.cache_hit for r in results)),
-        "polyepo/cluster/retries": float(sum(r.retries for r in results)),
-        "polyepo/cluster/seconds": time.perf_counter() - start,
-    }
-    return ids, stats
 
 
 def ids_from_extras(rows: BatchRows, key: str) -> np.ndarray:
@@ -140,63 +110,69 @@ def ids_from_extras(rows: BatchRows, key: str) -> np.ndarray:
     return out
 
 
-def diversity_stats(rows: BatchRows, ids: np.ndarray, threshold: float) -> dict[str, float]:
-    """Mean distinct non-degenerate strategies per group: among all and among correct rollouts."""
-    groups = group_indices(rows.uids)
-    correct = rows.rewards >= threshold
-    distinct = [distinct_clusters(ids[g].tolist(), degenerate=(0, DEGENERATE)) for g in groups]
-    distinct_ok = [distinct_clusters(ids[g].tolist(), correct[g].tolist(), degenerate=(0, DEGENERATE)) for g in groups]
-    return {
-        "polyepo/diversity/distinct_mean": float(np.mean(distinct)) if groups else 0.0,
-        "polyepo/diversity/distinct_correct_mean": float(np.mean(distinct_ok)) if groups else 0.0,
-    }
-
-
-def batch_columns(
+def cluster_results(
     rows: BatchRows, settings: VerlSettings, clusterer: Clusterer | None = None
-) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """The per-row columns handed to the estimator, and the step's metrics.
+) -> tuple[dict[Any, ClusterResult] | None, float]:
+    """uid -> the :class:`ClusterResult` of that group's final outputs (batch order), and seconds.
 
-    Columns: every reward extra (object arrays, ``None`` where a row lacks the key) plus
-    ``cluster_id`` (``int64[B]``) unless ``settings.cluster_source == "none"``.
+    From ``settings.clusterer`` (each group clustered once, on all its responses together) or
+    from reward extras (``settings.cluster_extra_key``); None when there is no cluster source.
     """
-    keys = sorted({k for extra in rows.extras for k in extra})
+    _, final = session_finals(rows.keys, len(rows.uids))
+    idx = np.flatnonzero(final)
+    uids = [rows.uids[i] for i in idx]
+    groups = [idx[g] for g in group_rows(uids)]
+    labels = [rows.uids[int(g[0])] for g in groups]
+    if settings.cluster_source == "none":
+        return None, 0.0
+    if settings.cluster_source == "reward_extra":
+        ids = ids_from_extras(rows, str(settings.cluster_extra_key))
+        return dict(zip(labels, results_from_ids(ids, groups, backend="reward_extra"))), 0.0
+    if clusterer is None:
+        raise ValueError(f"algorithm.polyepo.clusterer={settings.clusterer!r} but no clusterer was built")
+    prompts = [Group(rows.prompts[int(g[0])], [rows.responses[i] for i in g], _group_context(rows, g))
+               for g in groups]
+    results, seconds = cluster_groups(clusterer, prompts, labels=labels, workers=settings.cluster_workers)
+    return dict(zip(labels, results)), seconds
+
+
+def row_columns(rows: BatchRows, none_reward: float | None = None) -> dict[str, np.ndarray]:
+    """Per-row columns for the estimator: every reward extra (object arrays, None where a row
+    lacks the key), ``unscorable`` (bool: the polyepo reward returned None and no
+    ``none_reward`` scored it), ``session`` (the row's agent-loop session) and
+    ``session_final`` (bool: the session's final output)."""
+    B = len(rows.uids)
     columns: dict[str, np.ndarray] = {}
-    for key in keys:
-        col = np.empty(len(rows.uids), dtype=object)
+    for key in sorted({k for extra in rows.extras for k in extra}):
+        col = np.empty(B, dtype=object)
         for i, extra in enumerate(rows.extras):  # one by one: list-valued extras stay whole
             col[i] = extra.get(key)
         columns[key] = col
-    stats: dict[str, float] = {}
-    if "reward_none" in columns:
-        stats["polyepo/reward/none_rows"] = float(sum(bool(v) for v in columns["reward_none"]))
-    source = settings.cluster_source
-    if source == "clusterer":
-        if clusterer is None:
-            raise ValueError(f"algorithm.polyepo.clusterer={settings.clusterer!r} but no clusterer was built")
-        ids, cluster_stats = cluster_with_clusterer(rows, clusterer, settings)
-        stats.update(cluster_stats)
-    elif source == "reward_extra":
-        ids = ids_from_extras(rows, str(settings.cluster_extra_key))
-    else:
-        return columns, stats
-    columns["cluster_id"] = ids
-    stats.update(diversity_stats(rows, ids, settings.correct_threshold))
-    return columns, stats
+    flags = columns.get("reward_none")
+    columns["unscorable"] = np.array([none_reward is None and bool(v) for v in flags] if flags is not None
+                                     else [False] * B, dtype=bool)
+    sessions, final = session_finals(rows.keys, B)
+    columns["session"] = np.array(sessions, dtype=object)
+    columns["session_final"] = final
+    return columns
 
 
 def scatter_columns(columns: Mapping[str, np.ndarray], rows: np.ndarray, total: int) -> dict[str, np.ndarray]:
     """Columns computed for the ``rows`` subset of a batch, placed in a batch of ``total`` rows.
 
-    The other rows (verl's synthetic padding rows) get ``cluster_id`` = DEGENERATE and None
-    elsewhere.
+    The other rows (verl's synthetic padding rows) get None (False for ``unscorable``, their
+    own session, of which they are the final output, for ``session`` and ``session_final``).
     """
     out: dict[str, np.ndarray] = {}
     for name, col in columns.items():
-        if name == "cluster_id":
-            full = np.full(total, DEGENERATE, dtype=np.int64)
+        if name == "unscorable":
+            full = np.zeros(total, dtype=bool)
+        elif name == "session_final":
+            full = np.ones(total, dtype=bool)
         else:
             full = np.empty(total, dtype=object)
+            if name == "session":
+                full[:] = [f"padding:{i}" for i in range(total)]
         full[rows] = col
         out[name] = full
     return out

@@ -15,7 +15,8 @@ the row (plus ``ground_truth`` and ``data_source``) as a one-element column, whe
 ``extra_info`` with the task row that :mod:`polyepo.train.verl.data` stores as JSON under
 ``extra_info["polyepo_row"]`` decoded into it.
 It returns ``{"score": float, "reward_none": 0 | 1}``; verl stores the dict as the row's
-``reward_extra_info``, which the trainer's grouping step reads back (docs/verl.md).
+``reward_extra_info``, which the trainer's grouping step reads back (docs/verl.md): a row with
+``reward_none = 1`` and no ``none_reward`` is unscorable, and the group step's policy applies.
 """
 
 from __future__ import annotations
@@ -45,14 +46,8 @@ def reward_function(name: str, options: dict[str, Any] | None = None) -> RewardF
 
 
 def _score(value: Any, name: str, none_reward: float | None, where: str) -> tuple[float, int]:
-    if value is None:
-        if none_reward is None:
-            raise ValueError(
-                f"reward {name!r} returned None (not applicable) for {where}; set "
-                "reward_kwargs.none_reward to a number to score such rows explicitly "
-                "(they are counted in the reward_none extra)"
-            )
-        return float(none_reward), 1
+    if value is None:  # not applicable: flagged; the group step's `unscorable` policy decides (docs/verl.md)
+        return (0.0 if none_reward is None else float(none_reward)), 1
     score = float(value)
     if not math.isfinite(score):
         raise ValueError(f"reward {name!r} returned {value!r} for {where}; rewards must be finite")
@@ -83,12 +78,14 @@ def compute_score(
         reward: name in ``polyepo.rewards.REWARDS`` (from ``reward_kwargs``).
         reward_options: options for the reward's factory.
         none_reward: the score given to a row the reward returns None for ("not
-            applicable"); None (default) makes such a row an error.
+            applicable"). None (default): the row is unscorable, its ``score`` a 0.0 stand-in
+            that the group step never uses (``algorithm.polyepo.unscorable`` decides: drop it
+            from its group, score it 0, or stop); a number: the row is scored with it.
         prompt_key: the ``extra_info`` field holding the prompt text.
         **verl_kwargs: other keywords verl may pass (reward-model router ...); unused.
 
     Returns:
-        ``{"score": float, "reward_none": 0 or 1}``.
+        ``{"score": float, "reward_none": 0 or 1}`` (``reward_none`` = 1: the reward returned None).
     """
     if not reward:
         raise ValueError(

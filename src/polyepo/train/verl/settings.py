@@ -1,8 +1,8 @@
 """The ``algorithm.polyepo`` section of a verl config, as one validated dataclass.
 
 verl hands its ``algorithm`` config to every advantage estimator, so this section sits
-there: the estimators read ``estimator_options`` from it and the trainer's grouping step
-reads the rest. The defaults are repeated in ``config/polyepo_trainer.yaml`` (Hydra needs
+there: the estimators read ``estimator_options`` and the group-step settings from it, the
+trainer's grouping step reads where the cluster ids come from. The defaults are repeated in ``config/polyepo_trainer.yaml`` (Hydra needs
 the keys to exist to accept ``algorithm.polyepo.clusterer=...`` on the command line); a
 test keeps the two equal.
 """
@@ -10,8 +10,11 @@ test keeps the two equal.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
+
+from ...groups.options import GroupOptions
+from ...settings import help_field, unknown_keys_message
 
 
 def plain(obj: Any) -> Any:
@@ -29,36 +32,28 @@ def plain(obj: Any) -> Any:
     return obj
 
 
-@dataclass(frozen=True)
-class VerlSettings:
-    """Poly-EPO settings for a verl run (``algorithm.polyepo.*``)."""
+@dataclass
+class VerlSettings(GroupOptions):
+    """Poly-EPO settings for a verl run (``algorithm.polyepo.*``): the group step's settings
+    (inherited from :class:`polyepo.groups.GroupOptions`, the same as ``PolyEPOConfig``'s) plus
+    where the cluster ids come from."""
 
-    estimator_options: dict[str, Any] = field(default_factory=dict)
-    """Options of the estimator named by ``algorithm.adv_estimator`` (``set_size``,
-    ``reduction``, ``min_distinct``, ``degenerate`` ...); `polyepo estimators` lists them."""
-
-    clusterer: str | None = None
-    """Name in ``polyepo.clustering.CLUSTERERS``: run once per group, on all N responses of
-    the group together (the judge sees the whole group). Exclusive with ``cluster_extra_key``."""
-
-    clusterer_options: dict[str, Any] = field(default_factory=dict)
-    """Options passed to the clusterer's factory (model, endpoint, cache path ...)."""
-
-    cluster_extra_key: str | None = None
-    """Take ready-made integer cluster ids from this reward-extra key instead (a reward
-    function that returns ``{"score": ..., "<key>": id}``). Exclusive with ``clusterer``."""
-
-    cluster_workers: int = 8
-    """Groups clustered concurrently (threads; an LLM judge is network-bound). The clusterer
-    is shared by the threads: use 1 for a clusterer that is not thread-safe."""
-
-    max_failed_group_fraction: float = 0.5
-    """A group whose clusterer reports ``failed`` keeps the ids of the clusterer's own failure
-    policy and is counted; if more than this fraction of a step's groups failed, the step
-    stops with an error instead of training on them."""
-
-    correct_threshold: float = 1.0
-    """A rollout counts as correct (for the diversity metrics) when its reward >= this."""
+    estimator_options: dict[str, Any] = help_field(
+        help="Options of the estimator named by algorithm.adv_estimator (set_size, reduction, min_distinct, "
+             "degenerate ...); `polyepo estimators` lists them.", default_factory=dict)
+    clusterer: str | None = help_field(
+        None, "Name in polyepo.clustering.CLUSTERERS: run once per group, on all N responses of the group "
+              "together (the judge sees the whole group). Exclusive with cluster_extra_key.")
+    clusterer_options: dict[str, Any] = help_field(
+        help="Options passed to the clusterer's factory (model, endpoint, on_failure, cache path ...).",
+        default_factory=dict)
+    cluster_extra_key: str | None = help_field(
+        None, "Take ready-made integer cluster ids from this reward-extra key instead (a reward function that "
+              "returns {'score': ..., '<key>': id}). Exclusive with clusterer.")
+    cluster_workers: int = help_field(
+        8, "Groups clustered concurrently (threads) by a clusterer without cluster_many; one with it (the "
+           "judge) gets every group in one call and runs its own concurrency. Use 1 for a clusterer that is "
+           "not thread-safe.")
 
     @classmethod
     def from_config(cls, algorithm: Any) -> VerlSettings:
@@ -75,10 +70,7 @@ class VerlSettings:
         valid = [f.name for f in fields(cls)]
         unknown = sorted(set(values) - set(valid))
         if unknown:
-            raise ValueError(
-                f"algorithm.polyepo has unknown key(s) {', '.join(map(repr, unknown))}; "
-                f"valid keys: {', '.join(valid)}"
-            )
+            raise ValueError(unknown_keys_message(unknown, valid, what="key", where="algorithm.polyepo"))
         kwargs = {k: v for k, v in values.items()}
         for key in ("estimator_options", "clusterer_options"):
             if kwargs.get(key) is None:
@@ -101,11 +93,10 @@ class VerlSettings:
             )
         if not isinstance(self.cluster_workers, int) or self.cluster_workers < 1:
             raise ValueError(f"algorithm.polyepo.cluster_workers must be an int >= 1, got {self.cluster_workers!r}")
-        if not 0.0 <= float(self.max_failed_group_fraction) <= 1.0:
-            raise ValueError(
-                "algorithm.polyepo.max_failed_group_fraction must be in [0, 1], "
-                f"got {self.max_failed_group_fraction!r}"
-            )
+        try:
+            self.check_group_options()
+        except ValueError as e:
+            raise ValueError(f"algorithm.polyepo.{e}") from None
 
     @property
     def cluster_source(self) -> str:
@@ -118,3 +109,51 @@ class VerlSettings:
 def defaults() -> dict[str, Any]:
     """Every setting and its default, as plain values (what the YAML file must hold)."""
     return {f.name: plain(getattr(VerlSettings(), f.name)) for f in fields(VerlSettings)}
+
+
+def _get(node: Any, path: str, default: Any = None) -> Any:
+    for part in path.split("."):
+        getter = getattr(node, "get", None)
+        node = getter(part, None) if getter else getattr(node, part, None)
+        if node is None:
+            return default
+    return node
+
+
+def polyepo_estimator(adv_estimator: Any) -> str | None:
+    """The polyepo estimator behind verl's ``algorithm.adv_estimator`` (None for verl's own)."""
+    from ...advantages import ESTIMATORS
+
+    name = str(getattr(adv_estimator, "value", adv_estimator))
+    if name.startswith("polyepo_") and name[len("polyepo_"):] in ESTIMATORS:
+        return name[len("polyepo_"):]
+    return name if name in ESTIMATORS and name not in ("grpo", "rloo") else None
+
+
+def check_startup(config: Any) -> VerlSettings:
+    """Check a whole verl config before the first step; returns its ``algorithm.polyepo`` settings.
+
+    Raises ``ValueError`` (or :class:`polyepo.registry.MissingDependencyError`) naming the
+    problem: bad ``algorithm.polyepo`` keys or values, estimator options the estimator does not
+    take, ``set_size`` above ``rollout.n``, and a polyepo reward function that cannot be built
+    (unknown name or option, a package it needs not installed). The clusterer is built by the
+    caller, with the same checks.
+    """
+    from ...advantages import check_options
+
+    settings = VerlSettings.from_config(_get(config, "algorithm"))
+    name = polyepo_estimator(_get(config, "algorithm.adv_estimator", ""))
+    if name is not None:
+        check_options(name, settings.estimator_options)
+        n = _get(config, "actor_rollout_ref.rollout.n")
+        size = settings.estimator_options.get("set_size")
+        if n is not None and isinstance(size, int) and size > int(n):
+            raise ValueError(f"algorithm.polyepo.estimator_options.set_size={size} exceeds "
+                             f"actor_rollout_ref.rollout.n={n}: a set is drawn from one prompt's rollouts")
+    kwargs = plain(_get(config, "reward.custom_reward_function.reward_kwargs", {}) or {})
+    path = str(_get(config, "reward.custom_reward_function.path", "") or "")
+    if kwargs.get("reward") and (path.endswith("polyepo.train.verl.reward") or path.endswith("polyepo/train/verl/reward.py")):
+        from .reward import reward_function
+
+        reward_function(str(kwargs["reward"]), kwargs.get("reward_options"))
+    return settings

@@ -1,13 +1,19 @@
 """verl 0.9's v1 synchronous trainer with polyepo's grouping step before the advantages.
 
 Registered in verl's trainer registry as ``polyepo_sync`` (``trainer.v1.trainer_mode=
-polyepo_sync``). It differs from verl's ``sync`` trainer (``PPOTrainerSync``) in ONE method,
+polyepo_sync``). It differs from verl's ``sync`` trainer (``PPOTrainerSync``) in ONE step,
 ``_compute_advantage``: before verl's own code runs, it reads each row's ``uid``, prompt,
 response and ``reward_extra_info`` from verl's TransferQueue, clusters every group once on
-all of its responses (:mod:`polyepo.train.verl.groups`), logs the clustering and diversity
-metrics, and makes the columns visible to polyepo's estimators while verl's
-``_compute_advantage`` runs (:func:`polyepo.train.verl.estimators.estimator_columns`).
+all of its responses (:mod:`polyepo.train.verl.groups`), and makes the cluster results, the
+unscorable flags and the agent-loop sessions visible to polyepo's estimators while verl's
+``_compute_advantage`` runs (:func:`polyepo.train.verl.estimators.estimator_columns`); the
+estimator runs the group step and hands its metrics back, which are logged with verl's.
 verl's KL-in-reward, rollout correction and write-back stay verl's.
+
+At start-up (``__init__``) it checks what would otherwise fail at the first step, or
+silently later: the ``algorithm.polyepo`` settings and estimator options, ``set_size`` against
+``rollout.n``, the reward function (built once: unknown options and missing packages fail
+here, naming them) and the clusterer.
 
 Relies on (verl 0.9.1, checked by tests/test_verl.py): ``verl.trainer.ppo.v1.PPOTrainerSync``
 and ``register_trainer``; ``PPOTrainer._compute_advantage(batch: KVBatchMeta, metrics)``
@@ -30,8 +36,8 @@ from verl.trainer.ppo.v1 import PPOTrainerSync, register_trainer
 from ...clustering import Clusterer, make_clusterer
 from ...clustering.base import prompt_text
 from .estimators import estimator_columns
-from .groups import BatchRows, batch_columns, scatter_columns
-from .settings import VerlSettings
+from .groups import BatchRows, cluster_results, row_columns, scatter_columns
+from .settings import VerlSettings, check_startup
 
 TRAINER_MODE = "polyepo_sync"
 #: TransferQueue fields the grouping step reads.
@@ -52,8 +58,9 @@ def _reward_extras(extra_field: Any) -> dict[str, Any]:
     return dict(info or {})
 
 
-def rows_from_fields(data: Any, tokenizer: Any, keep: np.ndarray) -> BatchRows:
-    """:class:`BatchRows` of the rows ``keep`` (bool[B]) of a TransferQueue read of ``ROW_FIELDS``.
+def rows_from_fields(data: Any, tokenizer: Any, keep: np.ndarray, keys: list[str] | None = None) -> BatchRows:
+    """:class:`BatchRows` of the rows ``keep`` (bool[B]) of a TransferQueue read of ``ROW_FIELDS``
+    (``keys``: the batch's TransferQueue keys, ``{uid}_{session}_{index}``).
 
     ``data``: the TensorDict ``tq.kv_batch_get`` returns, one row per key: ``responses`` and
     ``rm_scores`` as jagged nested tensors (or stacked, when all rows have one length), the
@@ -71,6 +78,7 @@ def rows_from_fields(data: Any, tokenizer: Any, keep: np.ndarray) -> BatchRows:
         responses=[tokenizer.decode(responses[i].tolist(), skip_special_tokens=True) for i in idx],
         rewards=np.array([float(rm_scores[i].double().sum()) for i in idx], dtype=np.float64),
         extras=[_reward_extras(extra_fields[i]) for i in idx],
+        keys=None if keys is None else [str(keys[i]) for i in idx],
     )
 
 
@@ -84,7 +92,7 @@ class PolyEPOTrainerSync(PPOTrainerSync):
             config.trainer.v1.trainer_mode = "sync"
         super().__init__(config)
         self._polyepo_clusterer: tuple[str, Clusterer] | None = None
-
+        self._clusterer(check_startup(config))  # bad settings, options or packages fail here
     def _clusterer(self, settings: VerlSettings) -> Clusterer | None:
         if settings.clusterer is None:
             return None
@@ -97,9 +105,21 @@ class PolyEPOTrainerSync(PPOTrainerSync):
         settings = VerlSettings.from_config(self.config.algorithm)
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=ROW_FIELDS)
         keep = np.array([not tag.get("is_padding", False) for tag in batch.tags], dtype=bool)
-        rows = rows_from_fields(data, self.tokenizer, keep)
-        columns, stats = batch_columns(rows, settings, self._clusterer(settings))
-        metrics.update(stats)
-        all_uids = _as_list(data["uid"])
-        with estimator_columns(all_uids, scatter_columns(columns, np.flatnonzero(keep), len(all_uids))):
-            return super()._compute_advantage(batch, metrics)
+        rows = rows_from_fields(data, self.tokenizer, keep, list(batch.keys))
+        results, seconds = cluster_results(rows, settings, self._clusterer(settings))
+        none_reward = _none_reward(self.config)
+        columns = scatter_columns(row_columns(rows, none_reward), np.flatnonzero(keep), len(keep))
+        with estimator_columns(_as_list(data["uid"]), columns, results) as step:
+            out = super()._compute_advantage(batch, metrics)
+        metrics.update(step.metrics)  # the group step's vocabulary (docs/training.md)
+        metrics["polyepo/time_cluster_s"] = seconds
+        return out
+
+
+def _none_reward(config: Any) -> float | None:
+    """``reward_kwargs.none_reward`` of polyepo's reward function (None: unset, or another reward)."""
+    try:
+        value = config.reward.custom_reward_function.reward_kwargs.get("none_reward")
+    except AttributeError:
+        return None
+    return None if value is None else float(value)
