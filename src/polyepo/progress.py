@@ -1,15 +1,59 @@
-"""A compact rich progress bar for training: step, ETA and the latest key metrics."""
+"""Progress display: a rich bar for loops (evaluation, re-scoring) and one for training.
+
+:func:`progress_bar` is a rich progress bar (or a silent stand-in); :class:`RichProgress` shows
+training's step, ETA and the latest key metrics, and :func:`trainer_callback` makes it a
+transformers ``TrainerCallback``. Importing this module loads neither rich's bars nor
+transformers; they load when a bar starts.
+"""
 
 from __future__ import annotations
 
-from transformers import TrainerCallback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 SHOWN = (("reward", "reward"), ("polyepo/clusters_distinct_correct", "distinct correct"),
          ("polyepo/cluster_failures", "cluster failures"))
 
 
-class RichProgress(TrainerCallback):
-    """Shows ``step/max_steps``, elapsed time and ETA, and the last logged values of SHOWN."""
+@contextmanager
+def progress_bar(enabled: bool = True) -> Iterator[Any]:
+    """A rich progress bar (or a silent stand-in with the same two methods)."""
+    if not enabled:
+        class _Quiet:
+            def add_task(self, *a: Any, **k: Any) -> int:
+                return 0
+
+            def advance(self, *a: Any, **k: Any) -> None:
+                pass
+
+        yield _Quiet()
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), transient=False) as bar:
+        yield bar
+
+
+def trainer_callback() -> Any:
+    """A :class:`RichProgress` that is a transformers ``TrainerCallback`` (for ``add_callback``)."""
+    from transformers import TrainerCallback
+
+    cls = type("RichProgressCallback", (RichProgress, TrainerCallback), {})
+    return cls()
+
+
+class RichProgress:
+    """Shows ``step/max_steps``, elapsed time and ETA, and the last logged values of SHOWN
+    (the training events of a transformers ``TrainerCallback``; see :func:`trainer_callback`)."""
 
     def __init__(self) -> None:
         self.progress = None

@@ -5,42 +5,15 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..progress import progress_bar
 from ..tasks import load_task
 from ..tasks.base import Component
 from .results import FORMAT, VERSION, ResultsWriter, compact
 from .sampling import SamplingSettings, chunk_seed, make_sampler, resolve_engine
 from .scoring import as_component, cluster_problem, component_dict, correct_of, score_problem
-
-
-@contextmanager
-def progress_bar(enabled: bool = True):
-    """A rich progress bar (or a silent stand-in with the same two methods)."""
-    if not enabled:
-        class _Quiet:
-            def add_task(self, *a: Any, **k: Any) -> int:
-                return 0
-
-            def advance(self, *a: Any, **k: Any) -> None:
-                pass
-
-        yield _Quiet()
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), transient=False) as bar:
-        yield bar
 
 
 def model_fingerprint(path: Path) -> str:

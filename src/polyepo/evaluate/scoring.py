@@ -1,6 +1,8 @@
 """Scoring and clustering the samples of one problem, and re-scoring a whole results file.
 
-Rewards and clusterers come from the registries (:data:`polyepo.rewards.REWARDS`,
+Rewards are read and groups clustered as the group step does (:mod:`polyepo.groups`: None =
+unscorable, one clustering call path with its checks), so evaluation and training agree on
+both. Rewards and clusterers come from the registries (:data:`polyepo.rewards.REWARDS`,
 :data:`polyepo.clustering.CLUSTERERS`), so any registered backend plugs in unchanged. The
 reward function is called as TRL calls it: ``f(prompts=..., completions=..., **columns)``
 with the problem's columns repeated once per sample, completions in conversational form
@@ -16,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..clustering import make_clusterer
-from ..clustering.base import prompt_text
+from ..clustering.base import Group, prompt_text
+from ..groups import as_rewards, cluster_groups
 from ..rewards import make_reward
 from ..tasks.base import Component
 from .results import read_results, write_results
@@ -54,12 +57,11 @@ def score_problem(reward_fn: Any, problem: dict[str, Any]) -> tuple[list[float |
     name = getattr(reward_fn, "__name__", "reward")
     if len(rewards) != n:
         raise ValueError(f"reward function {name!r} returned {len(rewards)} values for {n} completions")
-    out: list[float | None] = []
-    for r in rewards:
-        if r is not None and not (isinstance(r, (int, float)) and math.isfinite(float(r))):
-            raise ValueError(f"reward function {name!r} returned {r!r} for problem {problem['problem_id']!r}: "
-                             "rewards must be finite numbers or None")
-        out.append(None if r is None else float(r))
+    try:  # the group step's reading of rewards: None (or NaN) = unscorable, inf and non-numbers raise
+        values = as_rewards(rewards)
+    except ValueError as e:
+        raise ValueError(f"reward function {name!r} on problem {problem['problem_id']!r}: {e}") from None
+    out: list[float | None] = [None if math.isnan(v) else float(v) for v in values]
     stats = getattr(reward_fn, "last_stats", None)
     return out, dict(stats) if isinstance(stats, dict) else {}
 
@@ -67,12 +69,7 @@ def score_problem(reward_fn: Any, problem: dict[str, Any]) -> tuple[list[float |
 def cluster_problem(clusterer: Any, problem: dict[str, Any], correct: Sequence[bool],
                     only_correct: bool = False) -> tuple[list[int | None], dict[str, Any]]:
     """Cluster ids of one problem's completions (None where not clustered) and what happened."""
-    idx = [i for i, ok in enumerate(correct) if ok] if only_correct else list(range(len(correct)))
-    if not idx:
-        return [None] * len(correct), {"backend": getattr(clusterer, "name", "?"), "clustered": 0}
-    responses = [problem["completions"][i] for i in idx]
-    res = clusterer.cluster(prompt_text(problem["prompt"]), responses, **problem.get("columns", {}))
-    return _place(res, idx, len(correct))
+    return cluster_problems(clusterer, [problem], [list(correct)], only_correct)[0]
 
 
 def _place(res: Any, idx: list[int], n: int) -> tuple[list[int | None], dict[str, Any]]:
@@ -91,15 +88,15 @@ def _place(res: Any, idx: list[int], n: int) -> tuple[list[int | None], dict[str
 
 def cluster_problems(clusterer: Any, problems: list[dict[str, Any]], correct: list[list[bool]],
                      only_correct: bool = False) -> list[tuple[list[int | None], dict[str, Any]]]:
-    """:func:`cluster_problem` for many problems; through ``cluster_many`` when the backend has
-    it (judge backends send those groups concurrently)."""
-    if not hasattr(clusterer, "cluster_many"):
-        return [cluster_problem(clusterer, p, c, only_correct) for p, c in zip(problems, correct)]
+    """:func:`cluster_problem` for many problems, through the group step's clustering call
+    (:func:`polyepo.groups.cluster_groups`: ``cluster_many`` when the backend has it, so a judge
+    sends the groups concurrently; every result checked)."""
     picks = [[i for i, ok in enumerate(c) if ok] if only_correct else list(range(len(c))) for c in correct]
     todo = [j for j, idx in enumerate(picks) if idx]
-    groups = [(prompt_text(problems[j]["prompt"]), [problems[j]["completions"][i] for i in picks[j]],
-               problems[j].get("columns", {})) for j in todo]
-    results = dict(zip(todo, clusterer.cluster_many(groups))) if groups else {}
+    groups = [Group(prompt_text(problems[j]["prompt"]), [problems[j]["completions"][i] for i in picks[j]],
+                    dict(problems[j].get("columns", {}))) for j in todo]
+    found, _ = cluster_groups(clusterer, groups, labels=[problems[j]["problem_id"] for j in todo])
+    results = dict(zip(todo, found))
     name = getattr(clusterer, "name", "?")
     return [_place(results[j], picks[j], len(c)) if j in results else ([None] * len(c), {"backend": name, "clustered": 0})
             for j, c in enumerate(correct)]
@@ -129,7 +126,7 @@ def rescore(
             verdicts may change and ``only_correct`` is on).
         progress: show a progress bar.
     """
-    from .runner import progress_bar
+    from ..progress import progress_bar
 
     res = read_results(path)
     if res.chunks:

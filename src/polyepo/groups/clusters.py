@@ -49,8 +49,8 @@ def cluster_groups(
     start = time.perf_counter()
     if not gs:
         return [], 0.0
-    if hasattr(clusterer, "cluster_many"):
-        results = list(clusterer.cluster_many(gs))
+    if hasattr(clusterer, "cluster_many"):  # as (prompt, responses, context) tuples, the plainest GroupLike
+        results = list(clusterer.cluster_many([(g.prompt, g.responses, g.context) for g in gs]))
         if len(results) != len(gs):
             raise ValueError(f"clusterer {getattr(clusterer, 'name', '?')!r} returned {len(results)} results "
                              f"for {len(gs)} groups")

@@ -16,9 +16,8 @@ from .bundled import (
     latest_checkpoint,
     load_model_and_tokenizer,
     resolve_model,
-    tiny_llama,
-    toy_tokenizer,
 )
+from .warmstart import tiny_llama, toy_tokenizer
 
 __all__ = ["MODELS", "cache_dir", "is_model_dir", "latest_checkpoint", "load_model_and_tokenizer",
            "resolve_model", "tiny_llama", "toy_tokenizer"]

