@@ -326,3 +326,21 @@ def test_bad_input_raises_documented_error(call, match):
 def test_error_in_a_batch_names_the_group():
     with pytest.raises(ValueError, match=r"group 1 .*set_size must be in \[1, N\] = \[1, 2\]"):
         compute_advantages([1, 0, 1, 0, 1], [1, 2, 1, 2, 3], group_sizes=[3, 2], estimator="poly_epo", set_size=3)
+
+
+def test_compute_advantages_short_groups_and_singletons():
+    r, c = [1, 0, 1, 1, 0, 1], [1, 2, 1, 3, 3, 2]
+    ids = ["a", "a", "a", "b", "b", "c"]  # groups of 3, 2 and 1
+    with pytest.raises(ValueError, match="group 0 .*set_size must be in"):
+        compute_advantages(r, c, group_ids=ids, estimator="poly_epo", set_size=4)
+    got = compute_advantages(r, c, group_ids=ids, estimator="poly_epo", set_size=4, short_groups="shrink",
+                             singletons="zero")
+    np.testing.assert_allclose(got[:3], poly_epo_advantages(r[:3], c[:3], 3))
+    np.testing.assert_allclose(got[3:5], poly_epo_advantages(r[3:5], c[3:5], 2))
+    assert got[5] == 0.0
+    reward = compute_advantages(r, group_ids=ids, estimator="dr_grpo", singletons="reward")
+    np.testing.assert_allclose(reward, [1 / 3, -2 / 3, 1 / 3, 0.5, -0.5, 1.0])  # the lone row keeps its reward
+    with pytest.raises(ValueError, match="short_groups must be one of error, shrink"):
+        compute_advantages(r, c, group_ids=ids, short_groups="cap")
+    with pytest.raises(ValueError, match="singletons must be one of estimator, zero, reward"):
+        compute_advantages(r, c, group_ids=ids, singletons="skip")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -252,3 +253,95 @@ def test_compare_end_to_end_builds_a_report(toy_base, tmp_path):
     again = subprocess.run([sys.executable, "-m", "polyepo", "compare", "--config", str(cfg), "--estimators",
                             "dr_grpo,poly_epo", "--seeds", "0"], capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and again.stderr.count("done already") == 2
+
+
+# --- the group step: TRL's path gives exactly what polyepo.groups gives ----------------------
+
+from parity_cases import (  # noqa: E402
+    DR_GRPO_ADVANTAGES,
+    DR_GRPO_METRICS,
+    ESTIMATORS,
+    REWARDS,
+    results,
+    without_timing,
+)
+from polyepo.clustering import ClusterResult  # noqa: E402
+from polyepo.groups import group_step  # noqa: E402
+
+SHARED = ("set_size", "reduction", "min_distinct", "degenerate")
+
+
+@pytest.mark.parametrize("name, options", ESTIMATORS)
+def test_trl_path_equals_the_group_step_on_the_parity_batch(toy_base, tmp_path, name, options):
+    fields = {k: v for k, v in options.items() if k in SHARED}
+    rest = {k: v for k, v in options.items() if k not in SHARED}
+    trainer = make_trainer(toy_base, tmp_path, estimator=name, estimator_options=rest, **fields)
+    rpf = torch.tensor([[math.nan if r is None else float(r)] for r in REWARDS])  # as TRL gathers them
+    got = trainer.group_step(rpf, results(), 4)
+    want = group_step(REWARDS, [i // 4 for i in range(len(REWARDS))], results(), estimator=name,
+                      estimator_options=options)
+    np.testing.assert_array_equal(got.advantages, want.advantages)
+    assert without_timing(got.metrics) == without_timing(want.metrics)
+    if name == "dr_grpo":
+        np.testing.assert_allclose(got.advantages, DR_GRPO_ADVANTAGES, atol=1e-12)
+        assert without_timing(got.metrics) == pytest.approx(DR_GRPO_METRICS, abs=1e-12)
+
+
+class FlakyToyClusterer:
+    """The toy task's exact clusterer, whose 'judge' fails on every other group it is shown:
+    those groups get the reward_only policy, as a judge with on_failure=reward_only would."""
+
+    name = "flaky_toy"
+
+    def __init__(self):
+        from polyepo.clustering import make_clusterer
+
+        self.inner = make_clusterer("toy_paths", width=3)
+        self.results: list[ClusterResult] = []
+
+    def cluster(self, prompt, responses, **context):
+        res = self.inner.cluster(prompt, responses, **context)
+        if len(self.results) % 2:
+            res = ClusterResult([100] * len(responses), "judge", failed=True, policy="reward_only", error="down")
+        self.results.append(res)
+        return res
+
+
+def test_a_real_step_with_unscorable_rollouts_and_failed_groups(toy_base, tmp_path):
+    """A real TRL step where the reward declines malformed answers (None) and half the groups'
+    clustering fails: the trained advantages and logged metrics are the group step's."""
+    toy = make_reward("toy_paths")
+
+    def strict(prompts, completions, **columns):
+        from polyepo.tasks.toy_paths import parse_route
+
+        scores = toy(prompts, completions, **columns)
+        return [None if parse_route(c, 3) is None else s for c, s in zip(completions, scores)]
+
+    args = PolyEPOConfig(output_dir=str(tmp_path), max_steps=1, max_failed_group_fraction=1.0, clusterer="toy_paths",
+                         **{**COMMON, "temperature": 3.0})  # hot sampling: malformed answers appear
+    clusterer = FlakyToyClusterer()
+    trainer = PolyEPOTrainer(model=AutoModelForCausalLM.from_pretrained(toy_base), reward_funcs=[strict], args=args,
+                             train_dataset=toy_dataset(), processing_class=AutoTokenizer.from_pretrained(toy_base),
+                             clusterer=clusterer)
+    trainer.train()
+    rewards = [None if math.isnan(r) else r for r in trainer._logs["rewards"]["strict"]]
+    assert any(r is None for r in rewards), "no unscorable rollout drawn: raise the temperature"
+    want = group_step(rewards, [i // 8 for i in range(len(rewards))], clusterer.results, estimator="poly_epo")
+    np.testing.assert_allclose(trainer._logs["advantages"], want.advantages, atol=1e-6)
+    assert without_timing(trainer.last_step_metrics) == without_timing(want.metrics)
+    assert trainer.last_step_metrics["polyepo/cluster_reward_only"] == 1
+    assert trainer.last_step_metrics["polyepo/unscorable"] == sum(r is None for r in rewards)
+
+
+def test_options_trl_cannot_honour_are_rejected():
+    base = {**COMMON, "estimator": "dr_grpo"}
+    with pytest.raises(ValueError, match="scale_rewards='batch' is not supported.*estimator=grpo"):
+        PolyEPOConfig(output_dir="x", scale_rewards="batch", **base)
+    with pytest.raises(ValueError, match="multi_objective_aggregation='normalize_then_sum' is not supported"):
+        PolyEPOConfig(output_dir="x", multi_objective_aggregation="normalize_then_sum", **base)
+    with pytest.raises(ValueError, match="unscorable must be one of drop, zero, raise"):
+        PolyEPOConfig(output_dir="x", unscorable="skip", **base)
+    args = PolyEPOConfig(output_dir="x", **base)
+    assert (args.set_size, args.reduction, args.min_distinct, args.degenerate) == (4, "sum", 2, [0, 100])
+    assert (args.unscorable, args.singletons, args.correct_threshold) == ("drop", "zero", 1.0)

@@ -213,6 +213,19 @@ class PolyEPOTrainer(GRPOTrainer):
 
     # -- advantages ---------------------------------------------------------------------------
 
+    def group_step(self, rewards_per_func: torch.Tensor, results: list[ClusterResult] | None, G: int):
+        """The group step of a gathered batch: ``rewards_per_func[B, n_funcs]`` (NaN where a
+        function returned None) in adjacent groups of ``G``, one ClusterResult per group (or None).
+
+        The weighted functions are summed (NaN-skipping); a row where every function returned
+        None is unscorable (None). Returns :class:`polyepo.groups.StepResult`.
+        """
+        weights = self.reward_weights.to(rewards_per_func.device).unsqueeze(0)
+        rewards = (rewards_per_func * weights).nansum(dim=1).double().cpu().numpy()
+        rewards[torch.isnan(rewards_per_func).all(dim=1).cpu().numpy()] = np.nan  # unscorable
+        return group_step(rewards, np.arange(rewards.size) // G, results, estimator=self.args.estimator,
+                          estimator_options=self._estimator_kwargs, options=self._group_options)
+
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
         pending, self._pending = self._pending, None
@@ -226,12 +239,7 @@ class PolyEPOTrainer(GRPOTrainer):
         if rpf.shape[0] != local * self.accelerator.num_processes or rpf.shape[0] % G:
             raise RuntimeError(f"PolyEPOTrainer expected {local} x {self.accelerator.num_processes} gathered rewards "
                                f"in groups of {G}, got {tuple(rpf.shape)} (unsupported TRL version?)")
-        weights = self.reward_weights.to(rpf.device).unsqueeze(0)
-        rewards = (rpf * weights).nansum(dim=1).double().cpu().numpy()
-        rewards[torch.isnan(rpf).all(dim=1).cpu().numpy()] = np.nan  # unscorable: every function returned None
-        step = group_step(rewards, np.arange(rewards.size) // G, pending["results"] if self.clusterer else None,
-                          estimator=self.args.estimator, estimator_options=self._estimator_kwargs,
-                          options=self._group_options)
+        step = self.group_step(rpf, pending["results"] if self.clusterer is not None else None, G)
         adv = step.advantages
         start = self.accelerator.process_index * local
         output["advantages"] = torch.as_tensor(adv[start:start + local], dtype=output["advantages"].dtype,
