@@ -29,10 +29,13 @@ from verl.trainer.ppo.ray_trainer import compute_advantage  # noqa: E402
 from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories  # noqa: E402
 
 import polyepo.train.verl as pv  # noqa: E402
+from parity_cases import DR_GRPO_ADVANTAGES, DR_GRPO_METRICS, REWARDS, results, without_timing  # noqa: E402
+from parity_cases import ESTIMATORS as PARITY_ESTIMATORS  # noqa: E402
 from polyepo.advantages import ESTIMATORS, compute_advantages  # noqa: E402
+from polyepo.groups import group_step  # noqa: E402
 from polyepo.train.verl.estimators import estimator_columns  # noqa: E402
-from polyepo.train.verl.groups import BatchRows, batch_columns  # noqa: E402
-from polyepo.train.verl.settings import VerlSettings, defaults  # noqa: E402
+from polyepo.train.verl.groups import BatchRows, cluster_results, row_columns, session_finals  # noqa: E402
+from polyepo.train.verl.settings import VerlSettings, check_startup, defaults  # noqa: E402
 from verl_helpers import prefix_ids, registered  # noqa: E402
 
 NAMES = pv.register()
@@ -43,15 +46,16 @@ def algo_config(**polyepo) -> OmegaConf:
     return OmegaConf.create({"adv_estimator": "x", "norm_adv_by_std_in_grpo": True, "polyepo": polyepo})
 
 
-def make_batch(rewards, uids, lengths, T=7) -> DataProto:
-    """A DataProto as verl's advantage step builds it: outcome reward on the last response token."""
+def make_batch(rewards, uids, lengths, T=7, rejected=()) -> DataProto:
+    """A DataProto as verl's advantage step builds it: outcome reward on the last response token;
+    a ``rejected`` row keeps its reward and loses its response mask (rollout correction's rejection)."""
     B = len(rewards)
     mask = torch.zeros(B, T)
     scores = torch.zeros(B, T)
     for i, n in enumerate(lengths):
-        mask[i, :n] = 1
+        mask[i, :n] = 0 if i in rejected else 1
         if n:
-            scores[i, n - 1] = float(rewards[i])
+            scores[i, n - 1] = 0.0 if rewards[i] is None else float(rewards[i])
     return DataProto.from_dict(
         tensors={"token_level_rewards": scores, "response_mask": mask},
         non_tensors={"uid": np.array(uids, dtype=object)},
@@ -246,10 +250,9 @@ def test_reward_extras_and_clusters_reach_the_estimator():
         settings = VerlSettings.from_config(cfg.algorithm)
         from polyepo.clustering import make_clusterer
 
-        columns, stats = batch_columns(rows, settings, make_clusterer("prefix"))
-        assert set(columns) == {"score", "reward_none", "cluster_id"}
+        found, _ = cluster_results(rows, settings, make_clusterer("prefix"))
         data = make_batch(rows.rewards, rows.uids, [3] * 16)
-        with estimator_columns(rows.uids, columns):
+        with estimator_columns(rows.uids, row_columns(rows), found) as step:
             out = compute_advantage(data, adv_estimator="poly_epo", config=cfg.algorithm)
     got = out.batch["advantages"].numpy()[:, 0]
     for uid, responses in GROUPS.items():
@@ -257,7 +260,7 @@ def test_reward_extras_and_clusters_reach_the_estimator():
         want = compute_advantages(r, prefix_ids(responses), group_sizes=8, estimator="poly_epo", set_size=4)
         rows_of = [k for k, (u, _) in enumerate(order) if u == uid]
         np.testing.assert_allclose(got[rows_of], want, rtol=1e-6, atol=1e-6)
-    assert stats["polyepo/cluster/groups"] == 2
+    assert step.metrics["polyepo/groups"] == 2 and step.metrics["polyepo/groups_clustered"] == 2
 
 
 def test_cluster_ids_returned_by_a_reward_function_reach_the_estimator(tmp_path):
@@ -276,10 +279,10 @@ def test_cluster_ids_returned_by_a_reward_function_reach_the_estimator(tmp_path)
                              "algorithm.polyepo.cluster_extra_key=cluster_id",
                              "algorithm.polyepo.estimator_options={set_size:3,reduction:mean}")
         rows = _group_rows(cfg, [("p1", i) for i in range(8)])
-    columns, _ = batch_columns(rows, VerlSettings.from_config(cfg.algorithm))
+    found, _ = cluster_results(rows, VerlSettings.from_config(cfg.algorithm))
     ids = [1 + ord(x[0]) % 7 for x in GROUPS["p1"]]
-    assert columns["cluster_id"].tolist() == ids
-    with estimator_columns(rows.uids, columns):
+    assert found["p1"].ids == ids
+    with estimator_columns(rows.uids, row_columns(rows), found):
         out = compute_advantage(make_batch(rows.rewards, rows.uids, [2] * 8), adv_estimator="poly_epo", config=cfg.algorithm)
     r = np.array([float(x == "42") for x in GROUPS["p1"]])
     want = compute_advantages(r, ids, group_sizes=8, estimator="poly_epo", set_size=3, reduction="mean")
@@ -348,6 +351,7 @@ def test_polyepo_sync_advantage_step_on_a_real_transfer_queue():
             tq.kv_batch_put(keys=keys, partition_id="train", fields=list_of_dict_to_tensordict(fields), tags=tags)
             trainer = object.__new__(PolyEPOTrainerSync)  # the step under test needs no workers
             trainer.config, trainer.tokenizer, trainer._polyepo_clusterer = cfg, tok, None
+            check_startup(cfg)
             metrics: dict = {}
             trainer._compute_advantage(KVBatchMeta(keys=keys, tags=tags, partition_id="train"), metrics)
             out = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=["advantages"])
@@ -360,7 +364,7 @@ def test_polyepo_sync_advantage_step_on_a_real_transfer_queue():
         want = compute_advantages(r, prefix_ids(responses), group_sizes=8, estimator="poly_epo", set_size=4)
         np.testing.assert_allclose([adv[k] for k, (u, _) in enumerate(order) if u == uid], want, rtol=1e-5, atol=1e-6)
     assert adv[-2:] == [0.0, 0.0]
-    assert metrics["polyepo/cluster/groups"] == 2 and "polyepo/diversity/distinct_correct_mean" in metrics
+    assert metrics["polyepo/groups"] == 2 and "polyepo/clusters_distinct_correct" in metrics
 
 
 def recipe_config(script: str, **env: str):
@@ -447,3 +451,127 @@ def test_entry_point_runs_verls_main_on_polyepo_config():
     assert cfg.ray_kwargs.ray_init.runtime_env.worker_process_setup_hook == "polyepo.train.verl.register"
     bad = subprocess.run([sys.executable, "-m", "polyepo.train.verl", "--config-name", "x"], capture_output=True, text=True)
     assert bad.returncode != 0 and "use verl's main_ppo" in bad.stderr
+
+
+# --- the group step through verl's own advantage code: parity, and verl's grpo where it defines the case ---
+
+
+def _parity_batch(rng):
+    uids = np.array([f"u{i // 4}" for i in range(len(REWARDS))], dtype=object)
+    perm = rng.permutation(len(REWARDS))
+    found = {}
+    for k, res in enumerate(results()):  # ids in the order the group's rows appear in verl's batch
+        res.ids = [res.ids[i % 4] for i in perm if i // 4 == k]
+        found[f"u{k}"] = res
+    rewards = [REWARDS[i] for i in perm]
+    return perm, uids, list(uids[perm]), rewards, found
+
+
+@pytest.mark.parametrize("name, options", PARITY_ESTIMATORS)
+def test_parity_batch_through_verls_compute_advantage(name, options):
+    """The parity batch (None rewards, short, singleton and judge-failed groups) through verl's
+    compute_advantage and its v1 multi-trajectory path: the group step's advantages and metrics."""
+    rng = np.random.default_rng(11)
+    perm, uids, shuffled, rewards, found = _parity_batch(rng)
+    lengths = rng.integers(1, 8, len(rewards))
+    cfg = algo_config(estimator_options=options)
+    columns = {"unscorable": [r is None for r in rewards]}
+    want = group_step(REWARDS, list(uids), results(), estimator=name, estimator_options=options)
+    for path in ("v0", "v1"):
+        with estimator_columns(shuffled, columns, found) as step:
+            if path == "v0":
+                data = compute_advantage(make_batch(rewards, shuffled, lengths), adv_estimator=NAMES[name], config=cfg)
+            else:
+                keys = [f"{u}_{i}_0" for i, u in enumerate(shuffled)]
+                data = compute_advantage_for_multi_trajectories(make_batch(rewards, shuffled, lengths), batch_keys=keys,
+                                                                adv_estimator=NAMES[name], config=cfg)
+        np.testing.assert_allclose(data.batch["advantages"].numpy(), expected(want.advantages[perm], lengths),
+                                   rtol=1e-6, atol=1e-6)
+        assert without_timing(step.metrics) == pytest.approx(without_timing(want.metrics), abs=1e-12)
+    if name == "dr_grpo":
+        np.testing.assert_allclose(data.batch["advantages"].numpy()[:, 0], np.array(DR_GRPO_ADVANTAGES)[perm], atol=1e-7)
+        assert without_timing(step.metrics) == pytest.approx(DR_GRPO_METRICS, abs=1e-12)
+
+
+def verl_grpo(data: DataProto, keys=None) -> np.ndarray:
+    """verl's own grpo with norm_adv_by_std_in_grpo=False (its Dr.GRPO)."""
+    cfg = OmegaConf.create({"adv_estimator": "grpo", "norm_adv_by_std_in_grpo": False})
+    if keys is None:
+        out = compute_advantage(data, adv_estimator="grpo", norm_adv_by_std_in_grpo=False, config=cfg)
+    else:
+        out = compute_advantage_for_multi_trajectories(data, batch_keys=keys, adv_estimator="grpo",
+                                                       norm_adv_by_std_in_grpo=False, config=cfg)
+    return out.batch["advantages"].numpy()
+
+
+def test_dr_grpo_equals_verls_grpo_on_short_rejected_and_padding_groups():
+    """Groups of unequal sizes (a short one of 3), rows in any order, a row rejected by rollout
+    correction (no response token, its reward still in the baseline) and verl's padding rows."""
+    rng = np.random.default_rng(3)
+    uids = ["a"] * 4 + ["b"] * 3 + ["c"] * 5 + ["pad0"] * 2
+    rewards = list(rng.integers(0, 2, 12).astype(float)) + [0.0, 0.0]
+    lengths = list(rng.integers(1, 7, 12)) + [0, 0]
+    perm = rng.permutation(len(uids))
+    uids, rewards, lengths = [uids[i] for i in perm], [rewards[i] for i in perm], [lengths[i] for i in perm]
+    rejected = {int(np.flatnonzero(np.array(uids) == "c")[1]), int(np.flatnonzero(np.array(uids) == "a")[0])}
+    ours = compute_advantage(make_batch(rewards, uids, lengths, rejected=rejected), adv_estimator="dr_grpo",
+                             config=algo_config()).batch["advantages"].numpy()
+    np.testing.assert_allclose(ours, verl_grpo(make_batch(rewards, uids, lengths, rejected=rejected)), atol=1e-6)
+    assert np.any(ours != 0)
+
+
+def test_dr_grpo_equals_verls_grpo_on_multi_output_agent_sessions():
+    """verl's v1 path lets only each session's final output into the group and broadcasts its
+    advantage to the session's other outputs; polyepo's step does the same."""
+    keys = ["a_0_0", "a_0_1", "a_0_2", "a_1_0", "a_2_0", "a_2_1", "b_0_0", "b_1_0", "b_1_1"]
+    rng = np.random.default_rng(5)
+    perm = rng.permutation(len(keys))
+    keys = [keys[i] for i in perm]
+    uids = [k.split("_")[0] for k in keys]
+    # verl's agent loop gives a session's outputs its final output's reward
+    per_session = {"a_0": 1.0, "a_1": 0.0, "a_2": 0.0, "b_0": 1.0, "b_1": 0.0}
+    rewards = [per_session[k.rsplit("_", 1)[0]] for k in keys]
+    lengths = rng.integers(1, 7, len(keys))
+    sessions, final = session_finals(keys, len(keys))
+    want = verl_grpo(make_batch(rewards, uids, lengths), keys)
+    with estimator_columns(uids, {"session": sessions, "session_final": final}):
+        ours = compute_advantage_for_multi_trajectories(make_batch(rewards, uids, lengths), batch_keys=keys,
+                                                        adv_estimator="dr_grpo", config=algo_config())
+    np.testing.assert_allclose(ours.batch["advantages"].numpy(), want, atol=1e-6)
+    a0 = keys.index("a_0_0")  # group a's finals [1, 0, 0]: +2/3 for session a_0 (every row with its mask)
+    assert ours.batch["advantages"].numpy()[a0, 0] == pytest.approx(2 / 3)
+
+
+def test_singletons_follow_verls_grpo_with_singletons_reward():
+    """verl's grpo gives a group of one a baseline of 0 (advantage = reward); polyepo gives 0 by
+    default (nothing to compare with) and verl's value with singletons=reward."""
+    uids, rewards, lengths = ["a", "b", "b", "c"], [1.0, 1.0, 0.0, 0.5], [2, 3, 1, 4]
+    want = verl_grpo(make_batch(rewards, uids, lengths))
+    ours = compute_advantage(make_batch(rewards, uids, lengths), adv_estimator="dr_grpo",
+                             config=algo_config(singletons="reward")).batch["advantages"].numpy()
+    np.testing.assert_allclose(ours, want, atol=1e-7)
+    default = compute_advantage(make_batch(rewards, uids, lengths), adv_estimator="dr_grpo",
+                                config=algo_config()).batch["advantages"].numpy()
+    assert default[0].sum() == 0 and default[3].sum() == 0 and np.allclose(default[1:3], want[1:3])
+
+
+def test_verl_version_is_checked_at_start(monkeypatch):
+    assert pv.check_verl_version() == verl.__version__
+    with pytest.raises(RuntimeError, match="tested with verl >=0.9.1,<0.10 .*this is verl 0.10.0.*POLYEPO_VERL_ANY_VERSION"):
+        pv.check_verl_version("0.10.0")
+    monkeypatch.setenv(pv.ANY_VERSION_ENV, "1")
+    with pytest.warns(RuntimeWarning, match="this is verl 0.8.2"):
+        pv.check_verl_version("0.8.2")
+
+
+def test_startup_check_on_the_composed_config():
+    cfg = compose_config("algorithm.polyepo.estimator_options={set_size:16}", "actor_rollout_ref.rollout.n=8")
+    with pytest.raises(ValueError, match="set_size=16 exceeds actor_rollout_ref.rollout.n=8"):
+        check_startup(cfg)
+    cfg = compose_config("reward.custom_reward_function.reward_kwargs.reward=math_answer",
+                         "reward.custom_reward_function.reward_kwargs.reward_options={timout_s:1}")
+    with pytest.raises(ValueError, match="unknown option 'timout_s'"):
+        check_startup(cfg)
+    cfg = compose_config("reward.custom_reward_function.reward_kwargs.reward=math_answer",
+                         "algorithm.polyepo.unscorable=zero", "actor_rollout_ref.rollout.n=8")
+    assert check_startup(cfg).unscorable == "zero"
