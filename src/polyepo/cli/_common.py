@@ -51,17 +51,11 @@ def parse_number_list(text: str, name: str, cast: Callable[[str], object] = floa
 
 
 def parse_options(pairs: list[str]) -> dict[str, object]:
-    """``["key=value", ...]`` -> dict; values parsed as JSON when they can be (1, 0.5, true, [0,100])."""
-    out: dict[str, object] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ValueError(f"--option expects key=value, got {pair!r}")
-        key, raw = pair.split("=", 1)
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
-    return out
+    """``["key=value", ...]`` -> dict through the one ``key=value`` parser
+    (:func:`polyepo.settings.parse_key_values`: 1, 0.5, true, null, [0, 100], {a: 1}, text)."""
+    from ..settings import parse_key_values
+
+    return parse_key_values(pairs, what="--option")
 
 
 def quiet_libraries() -> None:
@@ -87,3 +81,38 @@ def quiet_libraries() -> None:
         datasets.utils.logging.set_verbosity_error()
     except ImportError:
         pass
+
+
+def dataclass_options(cls: type, *, into: str, short: dict[str, str] | None = None) -> Callable[[F], F]:
+    """Decorator: one command-line option per field of dataclass ``cls`` (``--top-p``; help and
+    default from the field, so the setting is defined once), collected into the dict argument
+    ``into`` of the decorated command."""
+    import dataclasses
+    import inspect
+    import typing
+    from typing import Annotated
+
+    from ..settings import field_default, field_help
+
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+
+    def decorate(fn: F) -> F:
+        sig = inspect.signature(fn, eval_str=True)
+        params = [p for p in sig.parameters.values() if p.name != into]
+        for f in dataclasses.fields(cls):
+            decls = [f"--{f.name.replace('_', '-')}", *([short[f.name]] if short and f.name in short else [])]
+            option = typer.Option(*decls, help=field_help(f))
+            params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=field_default(f),
+                                            annotation=Annotated[hints[f.name], option]))
+
+        @wraps(fn)
+        def wrapper(*args, **kwargs):
+            values = {name: kwargs.pop(name) for name in names if name in kwargs}
+            return fn(*args, **{into: values}, **kwargs)
+
+        wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {}
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from ..advantages import SHARED_OPTIONS
 from . import app
 from ._common import console, parse_number_list, parse_options, user_errors
 
@@ -51,8 +52,8 @@ def advantage(
     clusters: Annotated[Optional[str], typer.Option("--clusters", "-c", help="Its cluster ids, e.g. 1,2,2,100.")] = None,
     estimator: Annotated[Optional[list[str]], typer.Option("--estimator", "-e", help="Estimator name; repeat to compare several.")] = None,
     all_estimators: Annotated[bool, typer.Option("--all", help="Every estimator that applies, side by side.")] = False,
-    set_size: Annotated[Optional[int], typer.Option("--set-size", "-n", help="Set size n for set estimators (default: theirs, 4).")] = None,
-    reduction: Annotated[Optional[str], typer.Option(help="sum (seed 002) or mean (the authors' code) for set estimators.")] = None,
+    set_size: Annotated[Optional[int], typer.Option("--set-size", "-n", help=SHARED_OPTIONS["set_size"] + " Default: the estimator's.")] = None,
+    reduction: Annotated[Optional[str], typer.Option(help=SHARED_OPTIONS["reduction"] + " Default: the estimator's.")] = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Extra estimator option key=value, e.g. min_distinct=1 or degenerate=[100].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
@@ -115,3 +116,7 @@ def estimators() -> None:
         opts = ", ".join(f"{k}={v!r}" for k, v in estimator_options(name).items())
         table.add_row(name, "yes" if name in NEEDS_CLUSTERS else "no", opts, doc)
     console.print(table)
+    shared = Table("shared option", "meaning")
+    for name, meaning in SHARED_OPTIONS.items():
+        shared.add_row(name, meaning)
+    console.print(shared)

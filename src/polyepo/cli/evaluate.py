@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from ..evaluate.sampling import SamplingSettings
 from . import app
-from ._common import console, err_console, parse_options, user_errors
+from ._common import console, dataclass_options, err_console, parse_options, user_errors
 
 KOpt = Annotated[Optional[list[int]], typer.Option("--k", "-k", help="Extra k besides the powers of two up to n (repeat); k > n is skipped with a note.")]
 FilterBase = Annotated[Optional[Path], typer.Option("--filter-base", help="Base model's results file: keep only the problems it solved --solved times out of --of.")]
@@ -33,20 +34,14 @@ def _filter(base: Optional[Path], solved: str, of: Optional[int]) -> tuple[Optio
 
 @app.command("eval")
 @user_errors
+@dataclass_options(SamplingSettings, into="sampling", short={"n": "-n"})
 def eval_(
     model: Annotated[str, typer.Argument(help="Bundled model name (toy-paths-base, smollm2-135m ...), model directory, or training run directory.")],
+    sampling: dict,
     task: Annotated[str, typer.Option("--task", "-t", help="Registered task.")] = "toy_paths",
     split: Annotated[str, typer.Option("--split", "-s", help="Task split.")] = "test",
     task_option: Annotated[Optional[list[str]], typer.Option("--task-option", "-T", help="Task option key=value (repeat).")] = None,
-    n: Annotated[int, typer.Option("-n", help="Samples per problem (seed 002: 256).")] = 256,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy).")] = 1.0,
-    top_p: Annotated[float, typer.Option(help="Nucleus mass (1.0 = off).")] = 1.0,
-    top_k: Annotated[int, typer.Option(help="Top-k (0 = off).")] = 0,
-    max_new_tokens: Annotated[Optional[int], typer.Option(help="Longest completion (default: the task's, else 256).")] = None,
-    seed: Annotated[int, typer.Option(help="Run seed; every problem chunk derives its own.")] = 0,
     limit: Annotated[Optional[int], typer.Option(help="Only the first LIMIT problems of the split.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Samples per generate call.")] = 256,
-    engine: Annotated[str, typer.Option(help="auto (vllm with a GPU when installed), transformers, vllm.")] = "auto",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results file (default: RUN_DIR/eval/... or eval/MODEL/...). An existing one is resumed.")] = None,
     reward: Annotated[Optional[str], typer.Option(help="Reward function (default: the task's).")] = None,
     reward_option: Annotated[Optional[list[str]], typer.Option(help="Reward option key=value (repeat).")] = None,
@@ -61,11 +56,10 @@ def eval_(
     from ..evaluate import evaluate, summarize
 
     path = evaluate(
-        model, task, split, n=n, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
-        seed=seed, limit=limit, out=out, task_options=parse_options(task_option or []), reward=reward,
+        model, task, split, limit=limit, out=out, task_options=parse_options(task_option or []), reward=reward,
         reward_options=parse_options(reward_option or []) or None, clusterer=clusterer,
         clusterer_options=parse_options(cluster_option or []) or None, only_correct=only_correct,
-        correct_threshold=correct_threshold, batch_size=batch_size, engine=engine, label=label, progress=not quiet)
+        correct_threshold=correct_threshold, label=label, progress=not quiet, **sampling)
     s = summarize(path)
     console.print(f"wrote {path}: {s.problems} problems x {s.n} samples; pass@1 {s.pass_at_k[1].fmt()}, "
                   f"pass@{s.n} {s.pass_at_k[s.n].fmt()}, distinct correct clusters {s.distinct_correct.fmt(2)}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import os
@@ -71,12 +72,6 @@ def evaluate(
     task: str = "toy_paths",
     split: str = "test",
     *,
-    n: int = 256,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    top_k: int = 0,
-    max_new_tokens: int | None = None,
-    seed: int = 0,
     limit: int | None = None,
     out: str | os.PathLike | None = None,
     task_options: dict[str, Any] | None = None,
@@ -86,10 +81,9 @@ def evaluate(
     clusterer_options: dict[str, Any] | None = None,
     only_correct: bool = False,
     correct_threshold: float = 1.0,
-    batch_size: int = 256,
-    engine: str = "auto",
     label: str | None = None,
     progress: bool = True,
+    **sampling: Any,
 ) -> Path:
     """Sample ``n`` answers per problem of ``task``/``split``, score, cluster, store; returns the file.
 
@@ -101,8 +95,6 @@ def evaluate(
         model: bundled model name, model directory, or training run directory (its ``final/``
             or newest ``checkpoint-N/``), as :func:`polyepo.models.resolve_model`.
         task, split, task_options, limit: the problems (``limit`` = the first that many).
-        n, temperature, top_p, top_k, seed, batch_size, engine: see :class:`SamplingSettings`.
-        max_new_tokens: longest completion (default: the task's ``max_new_tokens`` or 256).
         out: results file (default: ``RUN_DIR/eval/...`` for a run, else ``eval/MODEL/...``).
         reward, reward_options: reward function (default: the task's).
         clusterer, clusterer_options: clustering backend (default: the task's).
@@ -110,19 +102,21 @@ def evaluate(
         correct_threshold: a sample is correct when its reward is >= this.
         label: name of this run in reports (default: the run's estimator, or the model name).
         progress: show a progress bar.
+        **sampling: the fields of :class:`SamplingSettings` (``n``, ``temperature``, ``top_p``,
+            ``top_k``, ``max_new_tokens``, ``seed``, ``batch_size``, ``engine``), its defaults
+            when not given; an unknown name is an error.
     """
     from ..models import resolve_model
 
+    asked = SamplingSettings.from_options(**sampling)  # bad names and values fail before any loading
     task_obj = load_task(task, **(task_options or {}))
     rows = task_obj.rows(split, limit)
     if not rows:
         raise ValueError(f"task {task!r} split {split!r} has no problems")
     model_path = resolve_model(model)
-    engine, note = resolve_engine(engine)
-    if max_new_tokens is None:
-        max_new_tokens = int(getattr(task_obj, "max_new_tokens", 256))
-    settings = SamplingSettings(n=n, temperature=temperature, top_p=top_p, top_k=top_k,
-                                max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size, engine=engine)
+    engine, note = resolve_engine(asked.engine)
+    max_new_tokens = asked.max_new_tokens or int(getattr(task_obj, "max_new_tokens", 256))
+    settings = dataclasses.replace(asked, engine=engine, max_new_tokens=max_new_tokens)
     rew, clu = _components(task_obj, reward, reward_options, clusterer, clusterer_options, only_correct)
     info = run_info(model, model_path)
     header = {

@@ -11,33 +11,31 @@ file are the whole story.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from ..settings import help_field, unknown_keys_message
 
 ENGINES = ("auto", "transformers", "vllm")
 
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """How samples are drawn. Recorded in the results file; appending needs equal settings."""
+    """How samples are drawn, each setting defined once: :func:`polyepo.evaluate.evaluate` takes
+    these names as keywords, ``polyepo eval`` as options (help from here), ``polyepo compare``
+    as ``eval`` keys. Recorded in the results file (engine and completion length resolved);
+    appending needs equal settings."""
 
-    n: int = 256
-    """Samples per problem (seed 002: 256)."""
-    temperature: float = 1.0
-    """Softmax temperature; 0 means greedy (then all n samples are the same)."""
-    top_p: float = 1.0
-    """Nucleus sampling mass; 1.0 keeps every token."""
-    top_k: int = 0
-    """Keep only the k most likely tokens; 0 keeps every token."""
-    max_new_tokens: int = 256
-    """Longest completion; longer ones are cut and counted as not finished."""
-    seed: int = 0
-    """Run seed; each (problem, chunk) derives its own seed from it."""
-    batch_size: int = 256
-    """Samples per generate call (a chunk); part of the settings since it fixes the chunks."""
-    engine: str = "transformers"
-    """``transformers`` or ``vllm`` (resolved from ``auto`` before recording)."""
+    n: int = help_field(256, "Samples per problem (seed 002: 256).")
+    temperature: float = help_field(1.0, "Sampling temperature; 0 = greedy (then all n samples are the same).")
+    top_p: float = help_field(1.0, "Nucleus sampling mass; 1.0 = off (every token kept).")
+    top_k: int = help_field(0, "Keep only the k most likely tokens; 0 = off.")
+    max_new_tokens: int | None = help_field(
+        None, "Longest completion; longer ones are cut and counted as not finished (default: the task's, else 256).")
+    seed: int = help_field(0, "Run seed; every (problem, chunk) derives its own seed from it.")
+    batch_size: int = help_field(256, "Samples per generate call (a chunk; part of the settings since it fixes the chunks).")
+    engine: str = help_field("auto", "auto (vllm when installed and a GPU is present), transformers or vllm.")
 
     def __post_init__(self) -> None:
         checks = [
@@ -45,13 +43,23 @@ class SamplingSettings:
             (self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}"),
             (0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),
             (self.top_k >= 0, f"top_k must be >= 0 (0 = off), got {self.top_k}"),
-            (self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}"),
+            (self.max_new_tokens is None or self.max_new_tokens >= 1,
+             f"max_new_tokens must be >= 1, got {self.max_new_tokens}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.engine in ENGINES[1:], f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}"),
+            (self.engine in ENGINES, f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg)
+
+    @classmethod
+    def from_options(cls, **options: Any) -> SamplingSettings:
+        """Settings from keyword options; an unknown name is an error listing the valid ones."""
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise ValueError(unknown_keys_message(unknown, valid, what="sampling setting", where="evaluate"))
+        return cls(**options)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

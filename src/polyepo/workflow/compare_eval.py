@@ -7,34 +7,40 @@ from typing import Any
 
 from rich.console import Console
 
+from ..settings import unknown_keys_message
 from .config import ConfigError, RunConfig
 
 console = Console(stderr=True)
 
-EVAL_KEYS = {"splits", "n", "limit", "temperature", "top_p", "top_k", "max_new_tokens", "seed", "batch_size", "ks"}
+#: ``eval`` keys besides the sampling settings (:class:`polyepo.evaluate.SamplingSettings`' fields).
+EVAL_KEYS = ("splits", "limit", "ks")
 
 
 def eval_settings(cfg: RunConfig) -> dict[str, Any]:
-    """The ``eval`` section with defaults: held-out splits of the task, n=64, the training
-    temperature and completion length."""
-    unknown = set(cfg.eval) - EVAL_KEYS
-    if unknown:
-        raise ConfigError(f"unknown eval key(s) {', '.join(sorted(unknown))}; valid eval keys: {', '.join(sorted(EVAL_KEYS))}")
+    """The ``eval`` section with defaults: held-out splits of the task, n = 64, the training
+    temperature and completion length; the other sampling settings default as in ``polyepo eval``."""
+    from dataclasses import fields
+
+    from ..evaluate.sampling import SamplingSettings
     from ..tasks import load_task
 
+    sampling_keys = [f.name for f in fields(SamplingSettings)]
+    unknown = sorted(set(cfg.eval) - set(EVAL_KEYS) - set(sampling_keys))
+    if unknown:
+        raise ConfigError(unknown_keys_message(unknown, [*EVAL_KEYS, *sampling_keys], what="eval key", where="compare"))
     task = load_task(cfg.task, **cfg.task_options)
     splits = cfg.eval.get("splits") or [s for s in task.splits if s != cfg.train_split] or [cfg.train_split]
     bad = [s for s in splits if s not in task.splits]
     if bad:
         raise ConfigError(f"eval.splits {bad} are not splits of task {cfg.task!r}; valid splits: {', '.join(task.splits)}")
-    return {
-        "splits": list(splits), "n": int(cfg.eval.get("n", 64)), "limit": cfg.eval.get("limit"),
-        "temperature": float(cfg.eval.get("temperature", cfg.trainer.get("temperature", 1.0))),
-        "top_p": float(cfg.eval.get("top_p", 1.0)), "top_k": int(cfg.eval.get("top_k", 0)),
-        "max_new_tokens": cfg.eval.get("max_new_tokens", cfg.trainer.get("max_completion_length")),
-        "seed": int(cfg.eval.get("seed", 0)), "batch_size": int(cfg.eval.get("batch_size", 256)),
-        "ks": cfg.eval.get("ks"),
-    }
+    sampling = {"n": 64, "temperature": cfg.trainer.get("temperature", 1.0),
+                "max_new_tokens": cfg.trainer.get("max_completion_length"),
+                **{k: v for k, v in cfg.eval.items() if k in sampling_keys}}
+    try:
+        SamplingSettings.from_options(**sampling)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"eval: {e}") from None
+    return {"splits": list(splits), "limit": cfg.eval.get("limit"), "ks": cfg.eval.get("ks"), "sampling": sampling}
 
 
 def evaluate_and_report(cfg: RunConfig, run_dirs: list[Path], root: Path) -> Path:
@@ -43,15 +49,15 @@ def evaluate_and_report(cfg: RunConfig, run_dirs: list[Path], root: Path) -> Pat
     from ..report import build_report
 
     s = eval_settings(cfg)
-    common = {k: s[k] for k in ("n", "limit", "temperature", "top_p", "top_k", "max_new_tokens", "seed", "batch_size")}
     kw = dict(task=cfg.task, task_options=cfg.task_options, reward=cfg.reward, reward_options=cfg.reward_options or None,
-              clusterer=cfg.clusterer, clusterer_options=cfg.clusterer_options or None, **common)
+              clusterer=cfg.clusterer, clusterer_options=cfg.clusterer_options or None, limit=s["limit"], **s["sampling"])
+    n, seed = s["sampling"]["n"], s["sampling"].get("seed", 0)
     base_dir = root / "base" / "eval"
     reports = []
     for split in s["splits"]:
         console.print(f"evaluating on {split}: base model {cfg.model}")
         base_file = evaluate(cfg.model, split=split, label="base",
-                             out=base_dir / f"{cfg.task}-{split}-n{s['n']}-s{s['seed']}.jsonl", **kw)
+                             out=base_dir / f"{cfg.task}-{split}-n{n}-s{seed}.jsonl", **kw)
         for run in run_dirs:
             console.print(f"evaluating on {split}: {run}")
             evaluate(run, split=split, **kw)

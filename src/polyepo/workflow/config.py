@@ -9,7 +9,6 @@ the key and lists the valid ones.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ..settings import did_you_mean, parse_key_values
 
 
 class ConfigError(ValueError):
@@ -62,11 +63,6 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-def _suggest(key: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(key, valid, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
     """YAML reads ``1e-3`` as a string; turn such values into the field's scalar type."""
     if isinstance(annotation, str):
@@ -102,20 +98,12 @@ def trainer_fields() -> dict[str, dataclasses.Field]:
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """``["trainer.learning_rate=1e-4", "model=smollm2-135m"]`` -> nested dict (values parsed as YAML)."""
-    out: dict[str, Any] = {}
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like key=value (e.g. trainer.max_steps=50)")
-        key, raw = item.split("=", 1)
-        node = out
-        parts = key.strip().split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r} conflicts with another override of {p!r}")
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
-    return out
+    """``["trainer.learning_rate=1e-4", "model=smollm2-135m"]`` -> nested dict, through the one
+    ``key=value`` parser (:func:`polyepo.settings.parse_key_values`)."""
+    try:
+        return parse_key_values(overrides, what="override", dotted=True)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -140,7 +128,7 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | None 
     valid = {f.name: f for f in dataclasses.fields(RunConfig)}
     for key in data:
         if key not in valid:
-            raise ConfigError(f"unknown config key {key!r}{_suggest(key, list(valid))}; valid keys: {', '.join(valid)}")
+            raise ConfigError(f"unknown config key {key!r}{did_you_mean(key, list(valid))}; valid keys: {', '.join(valid)}")
     hints = typing.get_type_hints(RunConfig)
     kwargs = {k: _coerce(v, hints[k], k) for k, v in data.items()}
     for key in ("task_options", "reward_options", "clusterer_options", "trainer", "eval"):
@@ -151,7 +139,7 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | None 
     trainer = {}
     for key, value in (cfg.trainer or {}).items():
         if key not in tf:
-            raise ConfigError(f"unknown trainer key {key!r}{_suggest(key, list(tf))}; see `polyepo train --list-trainer-keys`")
+            raise ConfigError(f"unknown trainer key {key!r}{did_you_mean(key, list(tf))}; see `polyepo train --list-trainer-keys`")
         trainer[key] = _coerce(value, tf[key].type, f"trainer.{key}")
     cfg.trainer = trainer
     return cfg

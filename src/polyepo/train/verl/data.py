@@ -76,17 +76,13 @@ def write_parquet(rows: Sequence[Mapping[str, Any]], out: str | Path) -> Path:
 
 
 def _task_rows(name: str, options: list[str], split: str) -> list[dict[str, Any]]:
+    from ...settings import parse_key_values
     from ...tasks import load_task
 
-    opts = {}
-    for item in options:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--task-option {item!r}: expected KEY=VALUE")
-        try:
-            opts[key] = json.loads(value)
-        except json.JSONDecodeError:
-            opts[key] = value
+    try:
+        opts = parse_key_values(options, what="--task-option")
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     return load_task(name, **opts).rows(split)
 
 
