@@ -11,10 +11,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parity_cases import DR_GRPO_ADVANTAGES, DR_GRPO_METRICS, ESTIMATORS, G, REWARDS, results, without_timing
+from parity_cases import DR_GRPO_ADVANTAGES, DR_GRPO_METRICS, ESTIMATORS, REWARDS, G, results, without_timing
 from polyepo.advantages import compute_advantages, get_estimator
 from polyepo.clustering import ClusterResult
-from polyepo.groups import STEP_METRICS, GroupOptions, UnscorableRowsError, cluster_groups, group_rows, group_step
+from polyepo.groups import (
+    STEP_METRICS,
+    GroupOptions,
+    UnscorableRowsError,
+    cluster_groups,
+    group_rows,
+    group_step,
+)
 
 GIDS = [i // G for i in range(len(REWARDS))]
 

@@ -35,7 +35,8 @@ from polyepo.advantages import ESTIMATORS, compute_advantages  # noqa: E402
 from polyepo.groups import group_step  # noqa: E402
 from polyepo.train.verl.estimators import estimator_columns  # noqa: E402
 from polyepo.train.verl.groups import BatchRows, cluster_results, row_columns, session_finals  # noqa: E402
-from polyepo.train.verl.settings import VerlSettings, check_startup, defaults  # noqa: E402
+from polyepo.train.verl.settings import VerlSettings, defaults  # noqa: E402
+from polyepo.train.verl.startup import check_startup  # noqa: E402
 from verl_helpers import prefix_ids, registered  # noqa: E402
 
 NAMES = pv.register()

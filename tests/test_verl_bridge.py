@@ -25,14 +25,15 @@ from polyepo.train.verl.groups import (
     session_finals,
 )
 from polyepo.train.verl.reward import compute_score
-from polyepo.train.verl.settings import VerlSettings, check_startup, defaults
+from polyepo.train.verl.settings import VerlSettings, defaults
+from polyepo.train.verl.startup import check_startup
 from verl_helpers import BrokenClusterer, PrefixClusterer, prefix_ids, registered
 
 
 def test_import_does_not_load_verl_or_torch():
     code = (
         "import sys, polyepo.train.verl, polyepo.train.verl.groups, polyepo.train.verl.reward, "
-        "polyepo.train.verl.settings, polyepo.train.verl.estimators\n"
+        "polyepo.train.verl.settings, polyepo.train.verl.estimators, polyepo.train.verl.startup\n"
         "print(','.join(m for m in ('verl', 'torch', 'ray', 'transformers') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -37,7 +37,8 @@ from ...clustering import Clusterer, make_clusterer
 from ...clustering.base import prompt_text
 from .estimators import estimator_columns
 from .groups import BatchRows, cluster_results, row_columns, scatter_columns
-from .settings import VerlSettings, check_startup
+from .settings import VerlSettings
+from .startup import check_startup
 
 TRAINER_MODE = "polyepo_sync"
 #: TransferQueue fields the grouping step reads.
