@@ -33,3 +33,47 @@ def test_worked_example_table_in_closed_form_doc():
         pass_at_k_advantages(r, None, 4),
     ])
     np.testing.assert_allclose(table[:, 3:], expected, atol=5e-5)
+
+
+def _table_keys(text: str, first_header: str) -> list[str]:
+    """The backticked first cells of the Markdown table whose header row starts with ``first_header``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    keys = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        keys += re.findall(r"`([^`]+)`", line.split("|")[1])
+    return keys
+
+
+def test_every_step_metric_is_documented_once():
+    from polyepo.groups import STEP_METRICS
+
+    text = (DOCS / "training.md").read_text()
+    section = text.split("## Logged metrics")[1]
+    keys = _table_keys(section, "key")
+    assert sorted(keys) == sorted(STEP_METRICS), set(keys) ^ set(STEP_METRICS)
+    assert len(keys) == len(set(keys))
+
+
+def test_settings_tables_match_the_dataclasses():
+    from dataclasses import fields
+
+    from polyepo.groups import group_option_names
+    from polyepo.train.verl.settings import VerlSettings
+
+    training = _table_keys((DOCS / "training.md").read_text(), "setting")
+    assert set(group_option_names()) <= set(training)
+    verl = _table_keys((DOCS / "verl.md").read_text().split("## Configuration")[1], "key")
+    assert verl == [f.name for f in fields(VerlSettings)]
+
+
+def test_readme_file_tree_names_every_module():
+    readme = (DOCS.parent / "README.md").read_text()
+    tree = readme.split("## Files")[1].split("## Docs")[0]
+    src = DOCS.parent / "src" / "polyepo"
+    missing = [str(p.relative_to(src)) for p in src.rglob("*.py")  # cli/: "one module per command"
+               if p.name != "__init__.py" and not p.name.startswith("_") and p.name not in tree
+               and p.parent.name != "cli"]
+    assert not missing, missing
