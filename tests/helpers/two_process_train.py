@@ -21,10 +21,10 @@ record = {}
 
 
 class Recording(PolyEPOTrainer):
-    def _global_advantages(self, rewards, clusters, G):
-        record["global_rewards"] = rewards.tolist()
-        record["global_clusters"] = list(clusters)
-        return super()._global_advantages(rewards, clusters, G)
+    def group_step(self, rewards_per_func, results, G):
+        record["global_rewards"] = rewards_per_func[:, 0].tolist()
+        record["global_clusters"] = [i for res in results for i in res.ids]
+        return super().group_step(rewards_per_func, results, G)
 
     def _generate_and_score_completions(self, inputs):
         out = super()._generate_and_score_completions(inputs)
