@@ -88,8 +88,11 @@ def test_equals_the_slow_reference_on_random_batches(data):
     perm = data.draw(st.permutations(range(len(rewards))))  # rows of a group need not be adjacent
     inv = np.argsort(perm)
     rewards_p, gids_p = [rewards[i] for i in perm], [gids[i] for i in perm]
-    order = list(dict.fromkeys(gids_p))
-    res_p = [res[int(u[1:])] for u in order]
+    res_p = []  # one result per group, in order of first appearance, ids in the batch order of its rows
+    for u in dict.fromkeys(gids_p):
+        k = int(u[1:])
+        within = [i - gids.index(u) for i in perm if gids[i] == u]
+        res_p.append(ClusterResult([res[k].ids[j] for j in within], "x", failed=res[k].failed, policy=res[k].policy))
     opts = GroupOptions(singletons=singletons, max_failed_group_fraction=1.0)
     got = group_step(rewards_p, gids_p, res_p, estimator=name, estimator_options=options, options=opts).advantages
     want = slow_reference(rewards, gids, res, name, options, singletons=singletons)

@@ -345,3 +345,12 @@ def test_options_trl_cannot_honour_are_rejected():
     args = PolyEPOConfig(output_dir="x", **base)
     assert (args.set_size, args.reduction, args.min_distinct, args.degenerate) == (4, "sum", 2, [0, 100])
     assert (args.unscorable, args.singletons, args.correct_threshold) == ("drop", "zero", 1.0)
+
+
+def test_a_missing_package_fails_before_training_naming_it(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "math_verify" else real(name, *a))
+    with pytest.raises(ConfigError, match="reward function 'math_answer' needs the package.*math-verify"):
+        prepare(load_run_config(write(tmp_path, "reward: math_answer\n")))

@@ -55,6 +55,10 @@ def _print_dry_run(info: dict) -> None:
         cl = "-" if info["clusters"] is None else str(info["clusters"][i])
         table.add_row(str(i), repr(comp[:80]), f"{info['rewards'][i]}", cl, f"{info['advantages'][i]:+.4f}")
     console.print(table)
+    m = info.get("metrics", {})
+    shown = ("unscorable", "groups_singleton", "cluster_failures", "clusters_distinct", "clusters_distinct_correct")
+    console.print("group step: " + ", ".join(f"{k} {m['polyepo/' + k]:g}" for k in shown if "polyepo/" + k in m),
+                  highlight=False)
 
 
 def _print_trainer_keys() -> None:

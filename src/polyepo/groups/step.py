@@ -120,6 +120,20 @@ def _check_failures(results: list[ClusterResult] | None, limit: float) -> None:
         )
 
 
+def _per_row(groups: list[np.ndarray], results: list[ClusterResult] | None, size: int,
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(group index, cluster id, in a reward_only group)`` of every row."""
+    gid = np.empty(size, dtype=np.int64)
+    cluster_ids = np.zeros(size, dtype=np.int64)
+    reward_only = np.zeros(size, dtype=bool)
+    for k, g in enumerate(groups):
+        gid[g] = k
+        if results is not None:
+            cluster_ids[g] = results[k].ids
+            reward_only[g] = results[k].failed and results[k].policy == "reward_only"
+    return gid, cluster_ids, reward_only
+
+
 def _metric_degenerate(estimator: str, options: Mapping[str, Any]) -> tuple[int, ...]:
     value = options.get("degenerate", estimator_options(estimator).get("degenerate", (0, DEGENERATE)))
     if value is None:
@@ -168,14 +182,7 @@ def group_step(
     _check_failures(results, float(opts.max_failed_group_fraction))
     scored = np.where(unscorable, 0.0, r)
     entered = np.ones(r.size, bool) if opts.unscorable == "zero" else ~unscorable
-    gid = np.empty(r.size, dtype=np.int64)
-    reward_only = np.zeros(r.size, bool)
-    cluster_ids = np.zeros(r.size, dtype=np.int64)
-    for k, g in enumerate(groups):
-        gid[g] = k
-        if results is not None:
-            cluster_ids[g] = results[k].ids
-            reward_only[g] = results[k].failed and results[k].policy == "reward_only"
+    gid, cluster_ids, reward_only = _per_row(groups, results, r.size)
     adv = np.zeros(r.size)
     common = {"short_groups": "shrink", "singletons": opts.singletons}
     main = entered & ~reward_only
