@@ -18,8 +18,8 @@ here, naming them) and the clusterer.
 Relies on (verl 0.9.1, checked by tests/test_verl.py): ``verl.trainer.ppo.v1.PPOTrainerSync``
 and ``register_trainer``; ``PPOTrainer._compute_advantage(batch: KVBatchMeta, metrics)``
 reading rows with ``tq.kv_batch_get(keys=batch.keys, ...)``; the TransferQueue fields
-``uid``, ``raw_prompt``, ``responses``, ``rm_scores``, ``extra_fields["reward_extra_info"]``
-and the ``is_padding`` tag of verl's synthetic rows.
+``uid``, ``raw_prompt``, ``responses``, ``rm_scores``, ``extra_fields["reward_extra_info"]``,
+the ``is_padding`` tag of verl's synthetic rows and the key format ``{uid}_{session}_{index}``.
 """
 
 from __future__ import annotations
@@ -89,11 +89,12 @@ class PolyEPOTrainerSync(PPOTrainerSync):
 
     def __init__(self, config: Any) -> None:
         # verl branches on trainer_mode == "sync" (replay buffer, refills): run as "sync".
+        settings = check_startup(config)  # bad settings, options or packages fail here, before verl starts workers
         with open_dict(config.trainer.v1):
             config.trainer.v1.trainer_mode = "sync"
         super().__init__(config)
         self._polyepo_clusterer: tuple[str, Clusterer] | None = None
-        self._clusterer(check_startup(config))  # bad settings, options or packages fail here
+        self._clusterer(settings)  # the clusterer too (its options, its packages)
     def _clusterer(self, settings: VerlSettings) -> Clusterer | None:
         if settings.clusterer is None:
             return None
