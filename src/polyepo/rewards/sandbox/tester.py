@@ -30,14 +30,16 @@ import os
 import socket
 import sys
 import traceback
+import types
 
 from . import channel
 from . import protocol as proto
 from .candidate import describe
 
 REPORT_FD, TEST_FD, CHANNEL_FD = 3, 4, 5
-NAMESPACE = "__test__"
+NAMESPACE = "__main__"  # the test runs as a script does (``if __name__ == "__main__":`` blocks run)
 _NOT_RAISED = {"SystemExit", "KeyboardInterrupt", "GeneratorExit"}
+_REPLY_KEYS = {"call": {"ok", "raise", "unserializable"}, "getattr": {"ok", "callable", "raise", "unserializable"}}
 
 
 class ProgramError(Exception):
@@ -163,8 +165,8 @@ class Session:
             raise self.fail("protocol", f"the program broke the channel protocol ({e})") from None
         except OSError as e:
             raise self.fail("gone", f"the channel to the program failed ({e})") from None
-        if not isinstance(reply, dict):
-            raise self.fail("protocol", "the program broke the channel protocol (a reply that is not an object)")
+        if not isinstance(reply, dict) or len(reply.keys() & _REPLY_KEYS[message["op"]]) != 1:
+            raise self.fail("protocol", "the program broke the channel protocol (not a reply to the call)")
         if "unserializable" in reply:
             raise self.fail("unserializable", str(reply["unserializable"])[:500])
         if "raise" in reply:
@@ -277,7 +279,10 @@ class RemoteObject:
 # -- the run ---------------------------------------------------------------------------------------
 
 def _namespace(spec: dict, names: list) -> dict:
-    ns: dict = {"__name__": NAMESPACE, "__builtins__": builtins}
+    module = types.ModuleType(NAMESPACE)
+    module.__dict__["__builtins__"] = builtins
+    sys.modules[NAMESPACE] = module
+    ns = module.__dict__
     helpers = compiling_prefix(spec.get("helpers") or "")
     keep = defined_names(helpers) | set(dir(builtins))
     entry = entry_name(spec.get("entry_point"))
