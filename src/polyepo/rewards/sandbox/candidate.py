@@ -73,6 +73,11 @@ class _Candidate:
     def tell(self, message: dict) -> None:
         if self.sock is None:
             return
+        for stream in (sys.stdout, sys.stderr):  # what the program printed lands before the reply
+            try:
+                stream.flush()
+            except BaseException:
+                pass
         try:
             channel.send(self.sock, message)
         except BaseException:

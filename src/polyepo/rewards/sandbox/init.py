@@ -1,8 +1,9 @@
 """The per-job init process and the confinement of each run's processes.
 
-The job supervisor forks this process after unsharing a pid and an IPC namespace, so here it
-is pid 1 of a namespace of its own, and the job's System V shared memory, message queues and
-semaphores die with it. It has a mount namespace of its own with its own ``/proc``. For every
+The job supervisor forks this process after unsharing a pid namespace, so here it is pid 1
+of a namespace of its own. It has a mount namespace of its own with its own ``/proc``; each
+run process gets an IPC namespace of its own (System V shared memory, message queues and
+semaphores die with the run) and a cgroup namespace rooted at the job's cgroup. For every
 run it is asked for, it mounts a fresh work directory (``/sandbox``, also reached as ``/tmp``
 and ``/dev/shm``: each stdin/stdout case starts from an empty one), forks the run's processes,
 confines them (:func:`_confine`) and waits:
@@ -199,8 +200,8 @@ def _confine(role: str, fds: Sequence[int], job: dict, ctx: dict, workdir: str, 
     try:
         for fd in attach_fds:
             os.write(fd, b"0")  # join the job's cgroups before anything else runs
-        if ctx["namespaces"]:
-            lx.unshare(lx.CLONE_NEWCGROUP)  # its own cgroup is its root
+        if ctx["namespaces"]:  # its own cgroup is its root; its IPC objects die with the run
+            lx.unshare(lx.CLONE_NEWCGROUP | lx.CLONE_NEWIPC)
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]  # out of the way of 0..5
         for target, fd in enumerate(high):
             os.dup2(fd, target)

@@ -19,7 +19,7 @@ Per job (host -> server: a frame with the program and limits, then a frame with 
 ```
 server ── fork ─► supervisor: reads the program frame; makes the job's cgroups; forks init;
                   │ reads the test frame
-                  └─ unshare(pid, ipc) ── fork ─► init: pid 1, own mounts, a fresh tmpfs per run
+                  └─ unshare(pid) ── fork ─► init: pid 1, own mounts, a fresh tmpfs per run
                                                    ├─ fork ─► candidate process (the program)
                                                    └─ fork ─► test process (the test) ── socket ─┘
 ```

@@ -38,7 +38,7 @@ def supervise(job: dict, ctl_in: int, ctx: dict, out_fd: int) -> None:
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     cgroup = ctx["cgroups"].make_job(job["limits"]) if ctx.get("cgroups") is not None else None
     if ctx["namespaces"]:
-        lx.unshare(lx.CLONE_NEWPID | lx.CLONE_NEWIPC)  # the job's IPC objects die with its namespace
+        lx.unshare(lx.CLONE_NEWPID)
     ipid = os.fork()
     if ipid == 0:
         parent.close()
