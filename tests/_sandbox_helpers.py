@@ -95,14 +95,19 @@ def key_users(uids: set[int]) -> list[str]:
     return [line for line in lines if int(line.split(":")[0]) in uids]
 
 
-def job_cgroups(pool: SandboxPool) -> list[str]:
-    """Job cgroups still present below this pool's servers' pool cgroups."""
+def cgroup_leftovers(pool: SandboxPool) -> list[int]:
+    """Processes in this pool's servers' cgroups other than the servers themselves."""
     hierarchies, _ = discover()
-    out = []
-    for pid in pool.server_pids():
+    servers, out = set(pool.server_pids()), set()
+    for pid in servers:
         for h in hierarchies:
-            out += glob.glob(os.path.join(h.parent, f"polyepo-sandbox-{pid}-*", "job-*"))
-    return out
+            for path in glob.glob(os.path.join(h.parent, f"polyepo-sandbox-{pid}-*", "cgroup.procs")):
+                try:
+                    with open(path) as f:
+                        out.update(int(p) for p in f.read().split())
+                except OSError:
+                    pass
+    return sorted(out - servers)
 
 
 def leftover_files(pool: SandboxPool) -> list[str]:
@@ -114,7 +119,7 @@ def leftover_files(pool: SandboxPool) -> list[str]:
 
 
 def assert_nothing_left(pool: SandboxPool) -> None:
-    """Nothing of a job survives the call: processes, IPC objects, kernel keys, files, cgroups."""
+    """Nothing of a job survives the call: processes (also in its cgroup), IPC objects, kernel keys, files."""
     assert run_processes(pool) == []
     uids = pool.uids()
     if pool.isolation == "full":
@@ -122,10 +127,10 @@ def assert_nothing_left(pool: SandboxPool) -> None:
         assert host_ipc_objects(uids) == []
         assert key_users(uids) == []
     assert leftover_files(pool) == []
-    deadline = time.monotonic() + 2.0  # a job's cgroup goes right after its result was sent
-    while job_cgroups(pool) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 2.0  # the supervisor tidies up right after it sent the result
+    while cgroup_leftovers(pool) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert job_cgroups(pool) == []
+    assert cgroup_leftovers(pool) == []
 
 
 class SupervisorKiller(threading.Thread):

@@ -17,7 +17,7 @@ from _sandbox_helpers import assert_nothing_left
 from polyepo.rewards.sandbox import Job, Limits, SandboxPool
 
 SLACK_S = 4.0  # scheduling slack on a loaded 2-core machine
-CHECK_F = "def check(candidate):\n    assert candidate(3) == 9\n    assert candidate(-2) == 4\n"
+CHECK_F = "def check(candidate):\n    assert candidate(37) == 2369\n    assert candidate(-21) == 1441\n"  # x * x + 1000
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_an_exception_the_test_catches_does_not_hide_an_unserializable_value(poo
     "        frame = frame.f_back\n    return x + 1\n",
     # frame inspection: read the expected value from the caller's frame
     "import inspect\ndef f(x):\n    for info in inspect.stack():\n        for v in info.frame.f_locals.values():\n"
-    "            if isinstance(v, int) and v == x * x:\n                return v\n    return x + 1\n",
+    "            if isinstance(v, int) and v == x * x + 1000:\n                return v\n    return x + 1\n",
     # a trace hook armed during the test that turns failed asserts into returns
     "import sys\ndef hook(frame, event, arg):\n    if event == 'exception':\n        frame.f_locals.clear()\n    return hook\n"
     "def f(x):\n    sys.settrace(hook)\n    sys._getframe(1).f_trace = hook\n    return x + 1\n",
@@ -132,8 +132,8 @@ def test_an_exception_the_test_catches_does_not_hide_an_unserializable_value(poo
 ])
 def test_code_running_during_the_test_cannot_change_it(pool, attack):
     test = ("import collections, unittest\ndef check(candidate):\n"
-            "    unittest.TestCase().assertEqual(candidate(3), 9)\n"
-            "    assert collections.Counter([candidate(-2)]) == collections.Counter([4])\n")
+            "    unittest.TestCase().assertEqual(candidate(37), 2369)\n"
+            "    assert collections.Counter([candidate(-21)]) == collections.Counter([1441])\n")
     r = run(pool, attack, test=test)
     assert r.status == "failed" and not r.passed, r.detail
 

@@ -5,21 +5,27 @@ whatever the program forks) and can hold memory no process maps (shared memory, 
 tmpfs files). The cgroup controllers count all of it:
 
 - ``memory``: ``memory_mb`` for the whole job, every process, shared memory, memfd and tmpfs
-  pages included; an out-of-memory kill is read back from the cgroup's event counter and the
-  run is reported as ``memory``.
-- ``pids``: ``max_processes`` (+1 for the test process) for the whole job.
+  pages included, swap off; an out-of-memory kill is read back from the cgroup's event
+  counter and the run is reported as ``memory``.
+- ``pids``: ``max_processes`` (+ the test process, init, supervisor and server) for the job.
 - ``cpu``: each job is its own scheduling group with the default weight, so a job that forks
   thirty busy processes, each in its own session, gets the same CPU share as a job with one.
 
-Each sandbox server makes one pool cgroup per hierarchy at start (``polyepo-sandbox-<pid>-
-<start time>``; jobs' cgroups ``job-<pid>`` go below it), holds directory descriptors to it
-(they keep working after the server entered its read-only root) and removes it when it
-exits. A server that was killed leaves an empty pool behind: :func:`remove_stale` (the host
-pool calls it once per process) kills what is left in pools whose server is gone and removes
-them. Controllers come from cgroup v2 where it has them, else from the v1 hierarchy that
-does; v2 needs a parent whose controllers can be enabled for children (the root cgroup, or
-the parent of the current cgroup, e.g. a systemd slice). Whatever cannot be set up is
-returned as a reason and reported by the server (loud degradation).
+A sandbox server runs one job at a time, so the cgroup of a job is its server's: at start the
+server makes ``polyepo-sandbox-<pid>-<start time>`` in each hierarchy, marks itself
+unkillable by the out-of-memory killer (``oom_score_adj`` -1000; run processes set theirs back
+to 0) and moves itself in; its supervisors, inits and runs are born there, so no process is
+ever migrated during a job (a migration costs an RCU grace period, milliseconds). Each job
+sets its own limits before its first run. A server that cannot protect itself from the OOM
+killer stays outside and moves each job's init in instead (slower). The directory
+descriptors keep working after the server entered its read-only root. When a server is gone,
+:func:`remove_stale` (the host pool calls it when a server closes, and once per process at
+start) kills what is left in its cgroups and removes them.
+
+Controllers come from cgroup v2 where it has them, else from the v1 hierarchy that does; v2
+needs a parent whose controllers can be enabled for children (the root cgroup, or the parent
+of the current cgroup, e.g. a systemd slice). Whatever cannot be set up is returned as a
+reason and reported by the server (loud degradation).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from dataclasses import dataclass, field
 
 CONTROLLERS = ("memory", "pids", "cpu")
 PREFIX = "polyepo-sandbox-"
+EXTRA_PIDS = 4  # the test process, init, supervisor and server share the job's pids limit
 _RMDIR_TRIES = 50
 
 
@@ -40,7 +47,7 @@ class Hierarchy:
     """One mounted hierarchy and the controllers the pool uses from it."""
 
     version: int
-    parent: str  # where pool cgroups are made
+    parent: str  # where server cgroups are made
     controllers: list[str] = field(default_factory=list)
 
 
@@ -77,7 +84,7 @@ def _on_disk(mount: str, root: str, path: str) -> str:
 
 
 def _v2_parent(mount: str, root: str, own: str) -> str | None:
-    """A v2 cgroup under which pool cgroups may enable controllers, or None."""
+    """A v2 cgroup under which server cgroups may enable controllers, or None."""
     here = _on_disk(mount, root, own)
     parent = here if os.path.normpath(here) == os.path.normpath(mount) else os.path.dirname(here)
     return parent if os.access(parent, os.W_OK) else None
@@ -130,27 +137,38 @@ def _write(dir_fd: int, name: str, value: str) -> None:
         os.close(fd)
 
 
-class PoolCgroups:
-    """The pool cgroups of one sandbox server (one per hierarchy) and its jobs' cgroups."""
+def _read_at(dir_fd: int, name: str) -> str:
+    fd = os.open(name, os.O_RDONLY, dir_fd=dir_fd)
+    try:
+        data = b""
+        while chunk := os.read(fd, 65536):
+            data += chunk
+        return data.decode()
+    finally:
+        os.close(fd)
+
+
+class ServerCgroup:
+    """A sandbox server's cgroup in every hierarchy: the cgroup of the job it runs."""
 
     def __init__(self) -> None:
         self.name = f"{PREFIX}{os.getpid()}-{_start_time(os.getpid())}"
         self.dirs: list[tuple[Hierarchy, int]] = []
-        self.parents: list[int] = []  # descriptors of the parents (the pool is removed through them)
         hierarchies, self.missing = discover()
         for h in hierarchies:
             try:
-                self.dirs.append((h, self._make_pool(h)))
-                self.parents.append(os.open(h.parent, os.O_RDONLY | os.O_DIRECTORY))
+                self.dirs.append((h, self._make(h)))
             except OSError as e:
                 for c in h.controllers:
                     self.missing[c] = f"cgroup v{h.version} at {h.parent}: {e.strerror or e}"
+        self.inside = False
+        self.limits: tuple[int, int] | None = None
 
     @property
     def controllers(self) -> list[str]:
         return [c for h, _ in self.dirs for c in h.controllers]
 
-    def _make_pool(self, h: Hierarchy) -> int:
+    def _make(self, h: Hierarchy) -> int:
         path = os.path.join(h.parent, self.name)
         if h.version == 2:
             enabled = set(_read(os.path.join(h.parent, "cgroup.subtree_control")).split())
@@ -160,61 +178,50 @@ class PoolCgroups:
                     f.write(" ".join("+" + c for c in missing))
         os.mkdir(path, 0o755)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-            if h.version == 2:
-                _write(fd, "cgroup.subtree_control", " ".join("+" + c for c in h.controllers))
+            return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         except OSError:
             os.rmdir(path)
             raise
-        return fd
 
-    def make_job(self, limits: dict) -> JobCgroup:
-        """A fresh cgroup for one job in every hierarchy, with the job's limits set."""
-        return JobCgroup(self, f"job-{os.getpid()}", limits)
+    def enter(self) -> bool:
+        """Move this process in, protected from the OOM killer; False if it cannot be protected."""
+        if not self.dirs:
+            return False
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write("-1000")
+        except OSError:
+            return False
+        for _, fd in self.dirs:
+            _write(fd, "cgroup.procs", "0")
+        self.inside = True
+        return True
 
-    def close(self) -> None:
-        """Remove the pool cgroups (jobs' cgroups first)."""
-        for (_, fd), parent in zip(self.dirs, self.parents):
-            for name in os.listdir(fd):
-                if name.startswith("job-"):
-                    _remove(fd, name)
-            os.close(fd)
-            _remove(parent, self.name)
-            os.close(parent)
-        self.dirs, self.parents = [], []
+    def attach(self, pid: int) -> None:
+        """Move process ``pid`` in (when the server could not enter itself)."""
+        for _, fd in self.dirs:
+            _write(fd, "cgroup.procs", str(pid))
 
-
-class JobCgroup:
-    """One job's cgroups. ``attach_fds`` are what a run process writes "0" to, to join."""
-
-    def __init__(self, pool: PoolCgroups, name: str, limits: dict) -> None:
-        self.name, self.dirs, self.attach_fds = name, [], []
+    def set_limits(self, limits: dict) -> None:
+        """The job's memory and process limits (written only when they change)."""
         memory = int(limits["memory_mb"]) << 20
-        for h, pool_fd in pool.dirs:
-            os.mkdir(name, 0o755, dir_fd=pool_fd)
-            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=pool_fd)
-            self.dirs.append((h, pool_fd, fd))
+        pids = int(limits["max_processes"]) + EXTRA_PIDS
+        if self.limits == (memory, pids):
+            return
+        for h, fd in self.dirs:
             if "memory" in h.controllers:
-                for key, value in (_memory_files(h.version, memory)):
-                    try:
-                        _write(fd, key, value)
-                    except FileNotFoundError:
-                        if key in ("memory.max", "memory.limit_in_bytes"):
-                            raise
+                _set_memory(h.version, fd, memory)
             if "pids" in h.controllers:
-                _write(fd, "pids.max", str(int(limits["max_processes"]) + 1))
-            self.attach_fds.append(os.open("cgroup.procs", os.O_WRONLY, dir_fd=fd))
+                _write(fd, "pids.max", str(pids))
+        self.limits = (memory, pids)
 
     def oom_kills(self) -> int:
-        """Processes of this job the kernel killed for memory so far."""
-        for h, _, fd in self.dirs:
+        """Processes the kernel killed for memory in this cgroup so far."""
+        for h, fd in self.dirs:
             if "memory" not in h.controllers:
                 continue
-            name = "memory.events" if h.version == 2 else "memory.oom_control"
             try:
-                fd2 = os.open(name, os.O_RDONLY, dir_fd=fd)
-                text = os.read(fd2, 4096).decode()
-                os.close(fd2)
+                text = _read_at(fd, "memory.events" if h.version == 2 else "memory.oom_control")
             except OSError:
                 return 0
             for line in text.splitlines():
@@ -223,59 +230,61 @@ class JobCgroup:
                     return int(value)
         return 0
 
-    def kill(self) -> None:
-        """SIGKILL every process in the job's cgroups."""
-        for _, pool_fd, _ in self.dirs:
-            for pid in _procs(pool_fd, self.name):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+    def processes(self) -> set[int]:
+        """Process ids in the cgroup (as this process's pid namespace sees them)."""
+        out: set[int] = set()
+        for _, fd in self.dirs:
+            try:
+                out.update(int(p) for p in _read_at(fd, "cgroup.procs").split())
+            except OSError:
+                pass
+        return out
 
-    def close_attach(self) -> None:
-        for fd in self.attach_fds:
-            os.close(fd)
-        self.attach_fds = []
-
-    def remove(self) -> None:
-        """Kill anything left in the job's cgroups, then remove them."""
-        self.close_attach()
-        for _, pool_fd, fd in self.dirs:
-            os.close(fd)
-            _remove(pool_fd, self.name)
-        self.dirs = []
+    def kill_except(self, keep: set[int]) -> None:
+        """SIGKILL every process in the cgroup but ``keep``."""
+        for pid in self.processes() - keep:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
 
-def _memory_files(version: int, limit: int) -> list[tuple[str, str]]:
+def _set_memory(version: int, fd: int, limit: int) -> None:
     if version == 2:
-        return [("memory.max", str(limit)), ("memory.swap.max", "0")]
-    return [("memory.limit_in_bytes", str(limit)), ("memory.memsw.limit_in_bytes", str(limit))]
-
-
-def _procs(pool_fd: int, name: str) -> list[int]:
+        _write(fd, "memory.max", str(limit))
+        try:
+            _write(fd, "memory.swap.max", "0")
+        except FileNotFoundError:
+            pass
+        return
+    # v1: memory+swap must stay >= memory, so the order depends on the direction of the change
+    names = ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
     try:
-        fd = os.open(f"{name}/cgroup.procs", os.O_RDONLY, dir_fd=pool_fd)
-    except OSError:
-        return []
-    try:
-        data = b""
-        while chunk := os.read(fd, 65536):
-            data += chunk
-    finally:
-        os.close(fd)
-    return [int(p) for p in data.split()]
+        current = int(_read_at(fd, names[0]))
+    except (OSError, ValueError):
+        current = 0
+    for name in names if limit <= current else reversed(names):
+        try:
+            _write(fd, name, str(limit))
+        except FileNotFoundError:
+            if name == names[0]:
+                raise
 
 
-def _remove(pool_fd: int, name: str) -> bool:
+def _remove(parent_fd: int, name: str) -> bool:
     """Kill the processes of cgroup ``name`` and remove it; False if it is still busy."""
     for _ in range(_RMDIR_TRIES):
-        for pid in _procs(pool_fd, name):
+        try:
+            pids = [int(p) for p in _read_at(parent_fd, f"{name}/cgroup.procs").split()]
+        except OSError:
+            pids = []
+        for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
         try:
-            os.rmdir(name, dir_fd=pool_fd)
+            os.rmdir(name, dir_fd=parent_fd)
             return True
         except FileNotFoundError:
             return True
@@ -286,31 +295,24 @@ def _remove(pool_fd: int, name: str) -> bool:
     return False
 
 
-def remove_stale() -> int:
-    """Remove pool cgroups whose server is gone (a killed pool's leftovers); how many."""
+def remove_stale(only_pid: int | None = None) -> int:
+    """Remove server cgroups whose server is gone (``only_pid``: that server's); how many."""
     removed = 0
     hierarchies, _ = discover()
     for h in hierarchies:
         try:
             names = [n for n in os.listdir(h.parent) if n.startswith(PREFIX)]
+            parent = os.open(h.parent, os.O_RDONLY | os.O_DIRECTORY)
         except OSError:
             continue
-        for name in names:
-            pid, _, start = name[len(PREFIX):].partition("-")
-            if pid.isdigit() and _start_time(int(pid)) == start:
-                continue  # its server is alive
-            try:
-                fd = os.open(os.path.join(h.parent, name), os.O_RDONLY | os.O_DIRECTORY)
-            except OSError:
-                continue
-            try:
-                for job in [n for n in os.listdir(fd) if n.startswith("job-")]:
-                    _remove(fd, job)
-            finally:
-                os.close(fd)
-            try:
-                os.rmdir(os.path.join(h.parent, name))
-                removed += 1
-            except OSError:
-                pass
+        try:
+            for name in names:
+                pid, _, start = name[len(PREFIX):].partition("-")
+                if not pid.isdigit() or (only_pid is not None and int(pid) != only_pid):
+                    continue
+                if _start_time(int(pid)) == start:
+                    continue  # its server is alive
+                removed += _remove(parent, name)
+        finally:
+            os.close(parent)
     return removed

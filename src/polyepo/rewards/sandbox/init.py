@@ -46,11 +46,8 @@ def run_environment(workdir: str) -> dict[str, str]:
             "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def init_main(sock: socket.socket, job: dict, ctx: dict, attach_fds: Sequence[int]) -> None:
-    """Serve runs for one job until the supervisor closes ``sock``. Never returns.
-
-    ``attach_fds``: the job's ``cgroup.procs`` files; each run process joins through them.
-    """
+def init_main(sock: socket.socket, job: dict, ctx: dict) -> None:
+    """Serve runs for one job until the supervisor closes ``sock``. Never returns."""
     code = 0
     try:
         lx.prctl(lx.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -63,7 +60,7 @@ def init_main(sock: socket.socket, job: dict, ctx: dict, attach_fds: Sequence[in
             msg, fds, _, _ = socket.recv_fds(sock, 64, 8)
             if not msg:
                 break
-            report = _one_run(sock, fds, job, ctx, attach_fds)
+            report = _one_run(sock, fds, job, ctx)
             sock.send(json.dumps(report).encode())
     except BaseException:
         import traceback
@@ -76,7 +73,7 @@ def init_main(sock: socket.socket, job: dict, ctx: dict, attach_fds: Sequence[in
     os._exit(code)
 
 
-def _one_run(sock: socket.socket, fds: Sequence[int], job: dict, ctx: dict, attach_fds: Sequence[int]) -> dict:
+def _one_run(sock: socket.socket, fds: Sequence[int], job: dict, ctx: dict) -> dict:
     """Fork the run's processes in a fresh work directory, wait for them, clean up; the report.
 
     The supervisor hears the process ids at once (``{"pids": [...]}``) and the report at the end.
@@ -85,7 +82,7 @@ def _one_run(sock: socket.socket, fds: Sequence[int], job: dict, ctx: dict, atta
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         try:
-            program, test, pids = _spawn_run(fds, job, ctx, workdir, attach_fds)
+            program, test, pids = _spawn_run(fds, job, ctx, workdir)
         finally:
             for fd in fds:  # the run's processes hold their own copies
                 os.close(fd)
@@ -100,16 +97,16 @@ def _one_run(sock: socket.socket, fds: Sequence[int], job: dict, ctx: dict, atta
             "max_rss_mb": after.ru_maxrss / 1024}
 
 
-def _spawn_run(fds: Sequence[int], job: dict, ctx: dict, workdir: str, attach_fds: Sequence[int]) -> tuple[int, int, dict]:
+def _spawn_run(fds: Sequence[int], job: dict, ctx: dict, workdir: str) -> tuple[int, int, dict]:
     """Fork the run's processes: (program pid, the pid whose end ends the run, pids to report)."""
     stdin_r, out_w, err_w, rep_w, test_r = fds
     if job["mode"] != "function":
-        program = _spawn("candidate", [stdin_r, out_w, err_w], job, ctx, workdir, attach_fds)
+        program = _spawn("candidate", [stdin_r, out_w, err_w], job, ctx, workdir)
         return program, program, {"pid": program}
     chan_c, chan_t = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        program = _spawn("candidate", [stdin_r, out_w, err_w, chan_c.fileno()], job, ctx, workdir, attach_fds)
-        test = _spawn("test", [stdin_r, out_w, err_w, rep_w, test_r, chan_t.fileno()], job, ctx, "/", attach_fds)
+        program = _spawn("candidate", [stdin_r, out_w, err_w, chan_c.fileno()], job, ctx, workdir)
+        test = _spawn("test", [stdin_r, out_w, err_w, rep_w, test_r, chan_t.fileno()], job, ctx, "/")
     finally:
         chan_c.close()
         chan_t.close()
@@ -136,10 +133,10 @@ def _drop_workdir(workdir: str, ctx: dict) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _spawn(role: str, fds: Sequence[int], job: dict, ctx: dict, workdir: str, attach_fds: Sequence[int]) -> int:
+def _spawn(role: str, fds: Sequence[int], job: dict, ctx: dict, workdir: str) -> int:
     pid = os.fork()
     if pid == 0:
-        _confine(role, fds, job, ctx, workdir, attach_fds)
+        _confine(role, fds, job, ctx, workdir)
     return pid
 
 
@@ -194,12 +191,12 @@ def _kill_the_rest(namespaces: bool) -> None:
         time.sleep(0.001)
 
 
-def _confine(role: str, fds: Sequence[int], job: dict, ctx: dict, workdir: str, attach_fds: Sequence[int]) -> None:
-    """In a forked run process: cgroups, stdio, session, limits, privileges, seccomp; then run."""
+def _confine(role: str, fds: Sequence[int], job: dict, ctx: dict, workdir: str) -> None:
+    """In a forked run process: namespaces, stdio, session, limits, privileges, seccomp; then run."""
     code = 1
     try:
-        for fd in attach_fds:
-            os.write(fd, b"0")  # join the job's cgroups before anything else runs
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("0")  # the server, supervisor and init are -1000: the OOM killer picks runs
         if ctx["namespaces"]:  # its own cgroup is its root; its IPC objects die with the run
             lx.unshare(lx.CLONE_NEWCGROUP | lx.CLONE_NEWIPC)
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]  # out of the way of 0..5

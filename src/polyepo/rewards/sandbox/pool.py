@@ -174,6 +174,13 @@ class _Server:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
+        if proc is not None:
+            from .cgroups import remove_stale
+
+            try:
+                remove_stale(only_pid=proc.pid)  # the server's cgroups, now that it is gone
+            except OSError as e:
+                log.debug("polyepo sandbox: cgroup clean-up failed: %s", e)
         for stream in (getattr(proc, "stdin", None), getattr(proc, "stdout", None), self.errlog):
             try:
                 stream.close()  # type: ignore[union-attr]

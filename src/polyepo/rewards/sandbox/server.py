@@ -81,15 +81,17 @@ def enter_isolation(cfg: dict) -> dict:
 
 def _kernel_mechanisms(ctx: dict, cfg: dict) -> dict[str, str]:
     """Set up the per-job cgroups and the seccomp filter; what is missing and why."""
-    from .cgroups import PoolCgroups
+    from .cgroups import ServerCgroup
 
     missing: dict[str, str] = {}
     ctx["cgroups"] = None
     if cfg.get("cgroups", True):
         try:
-            pool = PoolCgroups()
-            ctx["cgroups"] = pool if pool.dirs else None
-            missing.update({f"cgroup {c}": why for c, why in pool.missing.items()})
+            cgroup = ServerCgroup()
+            missing.update({f"cgroup {c}": why for c, why in cgroup.missing.items()})
+            if cgroup.dirs:
+                cgroup.enter()  # else each job's init is moved in (slower)
+                ctx["cgroups"] = cgroup
         except OSError as e:
             missing["cgroups"] = f"{type(e).__name__}: {e}"
     else:
@@ -173,9 +175,5 @@ def main() -> None:
     gc.freeze()  # jobs are forks: keep the collector off the inherited objects (no copy-on-write storm)
     proto.write_json(ctl_out, {"ready": True, "isolation": ctx["level"], "bound": ctx.get("bound", []),
                                "degraded": ctx["degraded"]})
-    try:
-        while select.select([ctl_in], [], [])[0] and run_job(ctl_in, ctl_out, ctx):
-            pass
-    finally:
-        if ctx.get("cgroups") is not None:
-            ctx["cgroups"].close()
+    while select.select([ctl_in], [], [])[0] and run_job(ctl_in, ctl_out, ctx):
+        pass  # the host removes this server's cgroups once it exited

@@ -20,7 +20,7 @@ import time
 
 from . import _linux as lx
 from . import protocol as proto
-from .cgroups import JobCgroup
+from .cgroups import ServerCgroup
 from .init import init_main
 from .verdict import verdict
 
@@ -36,37 +36,32 @@ def supervise(job: dict, ctl_in: int, ctx: dict, out_fd: int) -> None:
     after reaping init when it had to be killed (its namespace dies with it).
     """
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    cgroup = ctx["cgroups"].make_job(job["limits"]) if ctx.get("cgroups") is not None else None
+    cgroup: ServerCgroup | None = ctx.get("cgroups")
+    if cgroup is not None:
+        cgroup.set_limits(job["limits"])
     if ctx["namespaces"]:
         lx.unshare(lx.CLONE_NEWPID)
     ipid = os.fork()
     if ipid == 0:
         parent.close()
-        keep = {child.fileno(), *(cgroup.attach_fds if cgroup else ())}
-        for fd in range(3, max(keep) + 1):
-            if fd not in keep:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        os.closerange(max(keep) + 1, os.sysconf("SC_OPEN_MAX"))
-        init_main(child, job, ctx, cgroup.attach_fds if cgroup else ())
+        keep = child.fileno()
+        os.closerange(3, keep)
+        os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+        init_main(child, job, ctx)
     child.close()
+    if cgroup is not None and not cgroup.inside:
+        cgroup.attach(ipid)  # before the first run is asked for
+    spec = proto.read_json(ctl_in)
+    os.write(out_fd, b"\x02")
+    result, clean = _judge_job(job, spec, parent, ipid, ctx, cgroup)  # type: ignore[arg-type]
+    parent.close()  # init exits on EOF
+    if clean:
+        proto.write_json(out_fd, result)
+    _reap(ipid)
+    if not clean:
+        proto.write_json(out_fd, result)
     if cgroup is not None:
-        cgroup.close_attach()
-    try:
-        spec = proto.read_json(ctl_in)
-        os.write(out_fd, b"\x02")
-        result, clean = _judge_job(job, spec, parent, ipid, ctx, cgroup)  # type: ignore[arg-type]
-        parent.close()  # init exits on EOF
-        if clean:
-            proto.write_json(out_fd, result)
-        _reap(ipid)
-        if not clean:
-            proto.write_json(out_fd, result)
-    finally:
-        if cgroup is not None:
-            cgroup.remove()
+        cgroup.kill_except({os.getppid(), os.getpid()})  # whatever escaped init (isolation rlimits)
 
 
 def _reap(pid: int) -> None:
@@ -80,7 +75,7 @@ def _reap(pid: int) -> None:
 
 
 def _judge_job(job: dict, spec: dict, sock: socket.socket, ipid: int, ctx: dict,
-               cgroup: JobCgroup | None) -> tuple[dict, bool]:
+               cgroup: ServerCgroup | None) -> tuple[dict, bool]:
     """The job's result, and whether init reported the last run (so nothing is left)."""
     cases = spec.get("cases") if job["mode"] == "stdio" else [None]
     total = {"cases_total": len(cases) if job["mode"] == "stdio" else 0, "cases_run": 0, "cases_passed": 0,
@@ -108,7 +103,7 @@ class _Run:
     """One run of the program (and, in function mode, of the test)."""
 
     def __init__(self, job: dict, spec: dict, case: dict | None, sock: socket.socket, ipid: int, ctx: dict,
-                 cgroup: JobCgroup | None = None):
+                 cgroup: ServerCgroup | None = None):
         self.limits, self.mode, self.spec, self.case = job["limits"], job["mode"], spec, case
         self.sock, self.ipid, self.namespaces, self.cgroup = sock, ipid, ctx["namespaces"], cgroup
         self.oom_before = cgroup.oom_kills() if cgroup else 0
@@ -283,8 +278,8 @@ class _Run:
                             os.kill(pid, signal.SIGKILL)  # not a group leader yet
                         except ProcessLookupError:
                             pass
-                if self.cgroup is not None:
-                    self.cgroup.kill()  # whatever left the sessions
+                if self.cgroup is not None:  # whatever left the sessions
+                    self.cgroup.kill_except({os.getppid(), os.getpid(), self.ipid})
         except ProcessLookupError:
             pass
 
