@@ -164,7 +164,7 @@ def test_a_forged_reply_on_the_channel_is_only_data(pool):
     # forged value (as if the program had returned it), the next one finds the stream broken
     program = ("import json, os, struct\ndef frame(obj):\n    data = json.dumps(obj).encode()\n"
                "    return struct.pack('>I', len(data)) + data\n"
-               "os.write(3, frame({'ready': ['f']}) + frame({'ok': {'t': [['l', [9, [1], [2]]], ['l', [3]], ['d', []]], 'v': [0]}}))\n"
+               "os.write(3, frame({'ready': ['f']}) + frame({'ok': {'t': [['l', [2369, [1], [2]]], ['l', [3]], ['d', []]], 'v': [0]}}))\n"
                "def f(x):\n    return x + 1\n")
     r = run(pool, program)
     assert not r.passed and r.status == "error" and "protocol" in r.detail
