@@ -183,3 +183,55 @@ def test_each_stdio_case_starts_in_an_empty_work_directory():
                "print('fresh' if not left else 'seen ' + ' '.join(left))\n")
     r = run_stdio_tests(program, [("", "fresh")] * 3)
     assert r.passed and r.cases_passed == 3, r.detail
+
+
+def test_a_correct_program_that_forked_passes_whatever_its_children_do(pool):
+    program = ("import os, time\nfor _ in range(12):\n    if os.fork() == 0:\n        os.setsid()\n"
+               "        time.sleep(30)\n        os._exit(0)\ndef f():\n    return 1\n")
+    r = run(pool, program)
+    assert r.passed, r.detail  # no leftover check stands between a correct program and its pass
+
+
+def test_what_a_killed_pool_leaves_is_removed_by_the_next_one(tmp_path):
+    import glob
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    from polyepo.rewards.sandbox import pool as pool_module
+    from polyepo.rewards.sandbox.cgroups import discover
+
+    script = ("import sys, threading, time\nfrom polyepo.rewards.sandbox import SandboxPool, SandboxConfig, Job, Limits\n"
+              "p = SandboxPool(SandboxConfig(isolation='rlimits'), workers=1)\nprint(p.server_pids()[0] if p.isolation else 0, flush=True)\n"
+              "threading.Thread(target=p.run, args=(Job('import time\\ntime.sleep(60)\\n', test='pass'), Limits(timeout_s=60)),"
+              " daemon=True).start()\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    server = int(proc.stdout.readline())
+    pattern = os.path.join(tempfile.gettempdir(), "polyepo-run-*")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not [p for p in glob.glob(pattern) if _owned_by(p, server)]:
+        time.sleep(0.05)
+    left = [p for p in glob.glob(pattern) if _owned_by(p, server)]
+    os.killpg(proc.pid, signal.SIGKILL)  # the trainer, its sandbox server and the job, all at once
+    proc.wait()
+    time.sleep(0.5)
+    cgroups = [d for h in discover()[0] for d in glob.glob(os.path.join(h.parent, f"polyepo-sandbox-{server}-*"))]
+    assert left and all(os.path.exists(p) for p in left)  # what the killed pool left behind
+    pool_module._STALE_DONE.discard(os.getpid())
+    pool_module._remove_stale_once()
+    assert not any(os.path.exists(p) for p in left)
+    assert not any(os.path.exists(d) for d in cgroups)
+
+
+def _owned_by(path: str, server: int) -> bool:
+    """A run's work dir is named after its supervisor, a child of ``server``."""
+    import os
+
+    pid = os.path.basename(path).split("-")[2]
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1]) == server
+    except OSError:
+        return False

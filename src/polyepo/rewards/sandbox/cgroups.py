@@ -123,10 +123,12 @@ def discover() -> tuple[list[Hierarchy], dict[str, str]]:
 
 
 def _start_time(pid: int) -> str | None:
+    """The start time of a live process (None for a dead or zombie one)."""
     try:
-        return _read(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()[19]
+        fields = _read(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def _write(dir_fd: int, name: str, value: str) -> None:

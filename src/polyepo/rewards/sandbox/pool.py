@@ -402,8 +402,17 @@ def _remove_stale_once() -> None:
         for name in names:
             for prefix in ("polyepo-run-", STAGING_PREFIX):
                 pid = name[len(prefix):].split("-", 1)[0] if name.startswith(prefix) else ""
-                if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                if pid.isdigit() and not _alive(int(pid)):
                     shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 class _progress:
