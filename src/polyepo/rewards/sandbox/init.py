@@ -197,7 +197,7 @@ def _confine(role: str, fds: Sequence[int], job: dict, ctx: dict, workdir: str) 
     try:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write("0")  # the server, supervisor and init are -1000: the OOM killer picks runs
-        if ctx["namespaces"]:  # its own cgroup is its root; its IPC objects die with the run
+        if ctx["namespaces"] and role == "candidate":  # its cgroup is its root; its IPC objects die with it
             lx.unshare(lx.CLONE_NEWCGROUP | lx.CLONE_NEWIPC)
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]  # out of the way of 0..5
         for target, fd in enumerate(high):
