@@ -29,6 +29,10 @@ def read_text(source: str | Path, what: str = "file") -> str:
                          f"is it a binary file such as Parquet or Arrow?") from None
 
 
+def _name(source: str | Path) -> str:
+    return "<stdin>" if str(source) == "-" else str(source)
+
+
 def numbered_jsonl(source: str | Path, text: str | None = None) -> list[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` for each non-blank line of a JSONL file (``"-"``: standard input).
 
@@ -37,6 +41,7 @@ def numbered_jsonl(source: str | Path, text: str | None = None) -> list[tuple[in
     """
     if text is None:
         text = read_text(source, "JSONL file")
+    source = _name(source)
     rows = []
     for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -66,6 +71,7 @@ def read_json_or_jsonl(source: str | Path) -> list[tuple[str, Any]]:
     checking the values can say where a bad one is. Errors name the file and the line.
     """
     text = read_text(source)
+    source = _name(source)
     if not text.strip():
         raise ValueError(f"{source}: empty input")
     if text.lstrip().startswith("["):

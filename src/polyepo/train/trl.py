@@ -282,6 +282,14 @@ class JsonlLogCallback(TrainerCallback):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        """A resumed run repeats the steps after its checkpoint: drop their old rows first."""
+        if state.is_world_process_zero and self.path.is_file():
+            lines = self.path.read_text().splitlines(keepends=True)
+            keep = [line for line in lines if _log_step(line) <= state.global_step]
+            if len(keep) < len(lines):
+                self.path.write_text("".join(keep))
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
@@ -289,3 +297,12 @@ class JsonlLogCallback(TrainerCallback):
         row = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float, str))}}
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
+
+
+def _log_step(line: str) -> float:
+    """The ``step`` of a log.jsonl line (lines without one count as step 0: they are kept)."""
+    try:
+        step = json.loads(line).get("step", 0)
+    except (json.JSONDecodeError, AttributeError):
+        return 0
+    return step if isinstance(step, (int, float)) else 0
