@@ -133,7 +133,7 @@ def score(
         table.add_column(col, justify="left" if col in ("problem", "verdicts", "status") else "right")
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     for pid, value, res in zip(columns.get("problem_id", ["?"] * len(rewards)), rewards, results):
-        verdicts = " ".join(f"{i}:{v[0]}" for i, v in res.verdicts.items())
+        verdicts = " ".join(f"{i}:{v}" for i, v in res.verdicts.items())  # met | partial | missed
         table.add_row(str(pid), fmt(value), fmt(res.outcome), fmt(res.process), verdicts,
                       "yes" if res.echo and res.echo.flagged else "", res.status + (f": {res.error}" if res.error else ""))
     console.print(table)

@@ -77,13 +77,18 @@ def _print_dry_run(info: dict) -> None:
 
 def _print_trainer_keys() -> None:
     from dataclasses import MISSING
+    from pathlib import Path
 
     from ..train.config import trainer_fields
+    from ..train.run import trainer_defaults
 
-    table = Table("key", "default", "help")
+    ours = trainer_defaults(Path("."))
+    ours.pop("output_dir")  # the run config's top-level output_dir
+    table = Table("key", "default", "help", title="trainer.* keys; a default marked * is polyepo train's (TRL's in brackets)")
     for name, f in sorted(trainer_fields().items()):
         default = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else "")
-        table.add_row(name, repr(default), (f.metadata or {}).get("help", "")[:160])
+        shown = f"{ours[name]!r} * ({default!r})" if name in ours and ours[name] != default else repr(default)
+        table.add_row(name, shown, (f.metadata or {}).get("help", "")[:160])
     console.print(table)
 
 

@@ -96,6 +96,9 @@ class PolyEPOConfig(GRPOConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not self.learning_rate >= 0:  # the optimiser would refuse it at the first step
+            raise ValueError(f"learning_rate must be >= 0, got {self.learning_rate!r}")
+        check_report_to(self.report_to)
         get_estimator(self.estimator)  # unknown names list the valid ones
         check_options(self.estimator, self.estimator_kwargs())
         if self.estimator in NEEDS_CLUSTERS and not self.clusterer:
@@ -111,6 +114,26 @@ class PolyEPOConfig(GRPOConfig):
         shared = {"set_size": self.set_size, "reduction": self.reduction, "min_distinct": self.min_distinct,
                   "degenerate": tuple(self.degenerate)}
         return {**{k: v for k, v in shared.items() if k in valid}, **self.estimator_options}
+
+
+def check_report_to(report_to: Any) -> None:
+    """Every ``report_to`` integration is known to transformers and installed (the trainer would
+    otherwise fail when it starts, after the model has loaded)."""
+    from transformers.integrations.integration_utils import (
+        INTEGRATION_TO_CALLBACK,
+        get_available_reporting_integrations,
+    )
+
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    available = get_available_reporting_integrations()
+    for name in names:
+        if name in ("none", "all"):
+            continue
+        if name not in INTEGRATION_TO_CALLBACK:
+            raise ValueError(f"report_to: unknown integration {name!r}; valid: {', '.join(INTEGRATION_TO_CALLBACK)}")
+        if name not in available:
+            raise ValueError(f"report_to: {name!r} is not installed (pip install {name}), or is disabled; "
+                             f"installed: {', '.join(available) or 'none'}")
 
 
 def _context(row: dict[str, Any]) -> dict[str, Any]:
