@@ -49,7 +49,7 @@ def numbered_jsonl(source: str | Path, text: str | None = None) -> list[tuple[in
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{source}:{i}: not valid JSON ({e.msg} at column {e.colno})") from None
+            raise ValueError(f"{source}:{i}: not valid JSON (column {e.colno}: {e.msg})") from None
         if not isinstance(obj, dict):
             raise ValueError(f"{source}:{i}: each line must be a JSON object, got {type(obj).__name__}")
         rows.append((i, obj))
@@ -78,7 +78,7 @@ def read_json_or_jsonl(source: str | Path) -> list[tuple[str, Any]]:
         try:
             values = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{source}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+            raise ValueError(f"{source}:{e.lineno}: not valid JSON (column {e.colno}: {e.msg})") from None
         return [(f"{source}[{i}]", v) for i, v in enumerate(values)]
     out = []
     for i, line in enumerate(text.splitlines(), 1):
@@ -86,5 +86,5 @@ def read_json_or_jsonl(source: str | Path) -> list[tuple[str, Any]]:
             try:
                 out.append((f"{source}:{i}", json.loads(line)))
             except json.JSONDecodeError as e:
-                raise ValueError(f"{source}:{i}: not valid JSON ({e.msg} at column {e.colno})") from None
+                raise ValueError(f"{source}:{i}: not valid JSON (column {e.colno}: {e.msg})") from None
     return out

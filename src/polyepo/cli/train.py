@@ -60,7 +60,8 @@ def _interrupted(cfg, config: str | None, overrides: list[str]) -> str:
     if ckpt is None:
         return (f"interrupted before the first checkpoint of {out}; start afresh with: {command} --overwrite "
                 "(trainer.save_steps sets how often checkpoints are written)")
-    return f"interrupted; the newest checkpoint is {ckpt}. Continue from it with: {command} --resume"
+    fresh = "" if (ckpt / "optimizer.pt").is_file() else " (it holds weights only: the optimizer starts afresh)"
+    return f"interrupted; the newest checkpoint is {ckpt}. Continue from it with: {command} --resume{fresh}"
 
 
 def _print_dry_run(info: dict) -> None:

@@ -88,7 +88,7 @@ def _json(path: Path) -> Located:
     except json.JSONDecodeError as e:
         if e.msg == "Extra data":  # JSON lines under a .json name
             return _jsonl(path)
-        raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+        raise ValueError(f"{path}:{e.lineno}: not valid JSON (column {e.colno}: {e.msg})") from None
     if isinstance(data, dict):
         lists = [k for k, v in data.items() if isinstance(v, list)]
         if len(lists) == 1:  # {"data": [...]} or similar

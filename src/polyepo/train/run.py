@@ -186,7 +186,7 @@ def dry_run(cfg: RunConfig) -> dict[str, Any]:
         opt_cls, opt_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
         opt_cls([p for p in model.parameters() if p.requires_grad], **opt_kwargs)
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"trainer: the optimizer {args.optim!r} refuses its settings: {e}") from None
+        raise ConfigError(f"trainer: the optimizer {getattr(args.optim, 'value', args.optim)!r} refuses its settings: {e}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     row = to_dataset(prep.rows[:1], tokenizer)[0]
