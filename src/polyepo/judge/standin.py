@@ -141,6 +141,8 @@ def build_rubric(reference: str, max_process: int) -> dict[str, list[str]]:
     lines = [" ".join(line.split()) for line in reference.strip().splitlines() if line.strip()]
     if len(lines) < 2:
         lines = [s for s in re.split(r"(?<=[.!?])\s+", " ".join(lines)) if s]
+    if not lines:
+        raise ValueError("the reference solution is empty")
     boxed = last_boxed(reference)
     if boxed:
         outcome = f"The final answer is {boxed}."
