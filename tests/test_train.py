@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -100,14 +101,16 @@ def test_poly_epo_sees_the_same_first_samples_as_grpo(toy_base, tmp_path):
 
 
 def test_resume_continues_the_step_count(toy_base, tmp_path):
-    first = make_trainer(toy_base, tmp_path, max_steps=2, save_strategy="steps", save_steps=2)
+    first = make_trainer(toy_base, tmp_path, max_steps=3, save_strategy="steps", save_steps=2)
     first.train()
+    shutil.rmtree(tmp_path / "checkpoint-3")  # as if stopped after logging step 3, before saving it
     assert (tmp_path / "checkpoint-2").is_dir()
     second = make_trainer(toy_base, tmp_path, max_steps=4, save_strategy="steps", save_steps=2)
     second.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
     assert second.state.global_step == 4
-    steps = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert 1 in steps and 2 in steps and 3 in steps and 4 in steps
+    logs = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in logs if "reward" in row] == [1, 2, 3, 4]  # step 3 once: the rerun's
+    assert [row["step"] for row in logs if "train_runtime" in row] == [4]
 
 
 def test_trl_compatibility_check_fails_loudly(monkeypatch):

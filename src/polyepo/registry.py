@@ -8,8 +8,9 @@ message lists every valid name (and the closest match, when there is one).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -70,3 +71,21 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def check_options(factory: Callable[..., Any], options: Mapping[str, Any], what: str) -> None:
+    """Raise ``ValueError`` for option names ``factory`` does not take, listing the valid ones
+    (and the closest match). ``what`` names the plug-in, e.g. ``"task 'jsonl_code'"``.
+    Factories that take ``**kwargs`` check their own options."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = [k for k in options if k not in valid]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], valid, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown option(s) {', '.join(unknown)} for {what}{hint}; valid options: {', '.join(valid)}")

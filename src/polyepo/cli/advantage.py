@@ -3,29 +3,23 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
+from ..io import read_json_or_jsonl
 from . import app
 from ._common import console, parse_number_list, parse_options, user_errors
 
 
 def _read_groups(source: str) -> list[dict]:
-    text = sys.stdin.read() if source == "-" else Path(source).read_text()
-    text = text.strip()
-    if not text:
-        raise ValueError(f"{source}: empty input")
-    if text.startswith("["):
-        groups = json.loads(text)
-    else:
-        groups = [json.loads(line) for line in text.splitlines() if line.strip()]
-    for i, g in enumerate(groups):
-        if not isinstance(g, dict) or "rewards" not in g:
-            raise ValueError(f"{source}: group {i} must be an object with a 'rewards' list (and 'clusters')")
+    """Groups from a JSON array or JSONL file (``-``: stdin); errors name the file and the line."""
+    groups = []
+    for where, g in read_json_or_jsonl(source):
+        if not isinstance(g, dict) or not isinstance(g.get("rewards"), list):
+            raise ValueError(f"{where}: each group must be an object with a 'rewards' list (and 'clusters')")
+        groups.append(g)
     return groups
 
 

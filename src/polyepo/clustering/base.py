@@ -8,12 +8,11 @@ with no strategy (empty, gibberish, off-task) get the reserved degenerate id.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from ..registry import Registry
+from ..registry import Registry, check_options
 
 #: Reserved cluster id for responses with no real strategy (empty, gibberish, off-task).
 DEGENERATE = 100
@@ -171,13 +170,5 @@ def make_clusterer(name: str, **options: Any) -> Clusterer:
     """Build the clusterer registered as ``name`` with its options (unknown options are an
     error that lists the valid ones)."""
     factory = CLUSTERERS.get(name)
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        params = {}
-    if params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        unknown = sorted(set(options) - set(params))
-        if unknown:
-            raise ValueError(f"unknown option(s) {', '.join(unknown)} for clusterer {name!r}; "
-                             f"valid options: {', '.join(params)}")
+    check_options(factory, options, f"clusterer {name!r}")
     return factory(**options)

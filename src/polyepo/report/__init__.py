@@ -16,17 +16,42 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..evaluate.results import read_results
 from .render import Block, to_html, to_markdown
 from .runs import Run, RunSpec, check_comparable, combine, group, load_run
 
 __all__ = ["RunSpec", "build_report"]
 
 
-def _specs(runs: Sequence[RunSpec | str | os.PathLike]) -> list[RunSpec]:
-    out: list[RunSpec] = []
+def _specs(runs: Sequence[RunSpec | str | os.PathLike]) -> list[tuple[str, RunSpec]]:
+    """``(what the caller named, spec)``: a run directory names one spec per results file."""
+    out: list[tuple[str, RunSpec]] = []
     for r in runs:
-        out.extend([r] if isinstance(r, RunSpec) else RunSpec.parse(r))
+        specs = [r] if isinstance(r, RunSpec) else RunSpec.parse(r)
+        named = str(r) if not isinstance(r, RunSpec) else str(r.results or r.run_dir)
+        out.extend((named, s) for s in specs)
     return out
+
+
+def _load(specs: list[tuple[str, RunSpec]], options: dict[str, Any], split: str | None) -> list[Run]:
+    """The runs of ``split``; a run named by the caller with no results of that split is an error
+    (it never silently leaves the report)."""
+    loaded: list[Run] = []
+    kept: dict[str, bool] = {}
+    splits: dict[str, list[str]] = {}
+    for named, spec in specs:
+        run = load_run(spec, options, split)
+        kept[named] = kept.get(named, False) or run is not None
+        if run is None:
+            splits.setdefault(named, []).append(read_results(spec.results).header["task"]["split"])
+        else:
+            loaded.append(run)
+    dropped = [n for n, ok in kept.items() if not ok]
+    if dropped:
+        which = "; ".join(f"{n} has {', '.join(sorted(set(splits[n])))}" for n in dropped)
+        raise ValueError(f"no results of split {split!r} in {len(dropped)} of the runs named ({which}); "
+                         "leave them out of the report or choose another split")
+    return loaded
 
 
 def build_report(
@@ -50,7 +75,8 @@ def build_report(
         ks: extra k values for the metrics (k > n is skipped with a note).
         problem_ids: restrict every run to these problems (e.g. a pass-rate filter's output);
             ``filter_note`` describes the filter in the report.
-        split: keep only results of this task split (a run directory may hold several).
+        split: keep only results of this task split (a run directory may hold several); a run
+            named in ``runs`` with no results of this split is an error, never left out silently.
         title: the report's title.
         bootstrap, seed: bootstrap resamples and seed of the per-run metrics.
     """
@@ -61,9 +87,7 @@ def build_report(
         raise ValueError("no runs to report on")
     options: dict[str, Any] = {"ks": list(ks or []), "bootstrap": bootstrap, "seed": seed,
                                "problem_ids": None if problem_ids is None else set(problem_ids)}
-    loaded = [r for r in (load_run(s, options, split) for s in specs) if r is not None]
-    if not loaded:
-        raise ValueError(f"no results of split {split!r} among the runs given")
+    loaded = _load(specs, options, split)
     check_comparable(loaded)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

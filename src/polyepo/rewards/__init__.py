@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..registry import Registry
+from ..registry import Registry, check_options
 
 RewardFunction = Callable[..., list]
 
@@ -39,8 +39,11 @@ def column(columns: dict[str, Any], name: str, n: int) -> list[Any]:
 
 
 def make_reward(name: str, **options: Any) -> RewardFunction:
-    """Build the reward function registered as ``name`` with its options."""
-    return REWARDS.get(name)(**options)
+    """Build the reward function registered as ``name`` with its options (unknown options are
+    an error that lists the valid ones)."""
+    factory = REWARDS.get(name)
+    check_options(factory, options, f"reward function {name!r}")
+    return factory(**options)
 
 
 from . import code, math, rubric  # noqa: E402,F401  (register the built-in reward functions; heavy parts load on use)

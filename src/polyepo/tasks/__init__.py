@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..registry import Registry
+from ..registry import Registry, check_options
 from .base import Task
 
 #: name -> factory(**options) -> Task
@@ -16,8 +16,11 @@ TASKS: Registry[Callable[..., Task]] = Registry("task")
 
 
 def load_task(name: str, **options: Any) -> Task:
-    """Build the task registered as ``name`` with its options."""
-    return TASKS.get(name)(**options)
+    """Build the task registered as ``name`` with its options (unknown options are an error
+    that lists the valid ones)."""
+    factory = TASKS.get(name)
+    check_options(factory, options, f"task {name!r}")
+    return factory(**options)
 
 
 # Built-in tasks register themselves on import (kept light: heavy packages load on first use).
