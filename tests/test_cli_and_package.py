@@ -60,7 +60,7 @@ def test_advantage_table_and_errors():
     out = run_cli("advantage", "-r", "1,0,0,1", "--all")
     assert out.returncode == 0 and "rloo" in out.stdout and "+0.6667" in out.stdout
     bad = run_cli("advantage", "-r", "1,0,1", "-c", "1,2,3", "-e", "polyepo")
-    assert bad.returncode == 2 and "valid estimators: dr_grpo" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "valid estimators: darling, dr_grpo" in bad.stderr and "Traceback" not in bad.stderr
     bad = run_cli("advantage", "-r", "1,0,1", "-c", "1,2")
     assert bad.returncode == 2 and "clusters has length 2" in bad.stderr
     bad = run_cli("advantage", "-r", "1,nan,1", "-c", "1,2,3")
