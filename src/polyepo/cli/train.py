@@ -106,16 +106,19 @@ def _compare_dry_run(config: str | None, overrides: list[str], names: list[str],
 
         s = eval_settings(base)
         console.print(f"eval: splits {', '.join(s['splits'])}, n = {s['n']}, limit {s['limit']}, the base model and every run")
-    table = Table("estimator", "output_dir (first seed)", "rewards", "clusters", "advantages (one group)")
+    first = True
     for cfg in runs[::len(seeds)]:
         info = dry_run(cfg)
         est = cfg.trainer["estimator"]
+        if first:
+            console.print(f"one group of {info['task']}: {info['prompt'][:120]!r}", highlight=False)
+            console.print(f"  rewards   {' '.join(f'{r:g}' for r in info['rewards'])}\n  clusters  "
+                          + ("-" if info["clusters"] is None else " ".join(map(str, info["clusters"]))), highlight=False)
+            first = False
         kwargs = build_trainer_args(prepare(cfg).trainer_kwargs).estimator_kwargs()
         adv = group_advantages(est, info["rewards"], info["clusters"], **kwargs)  # with its batch step, if any
-        table.add_row(est, info["output_dir"], " ".join(f"{r:g}" for r in info["rewards"]),
-                      "-" if info["clusters"] is None else " ".join(map(str, info["clusters"])),
-                      " ".join(f"{a:+.3f}" for a in adv))
-    console.print(table)
+        console.print(f"  {est:<22} {' '.join(f'{a:+.3f}' for a in adv)}   -> {info['output_dir']}",
+                      highlight=False, soft_wrap=True)
     console.print(f"[bold]dry run OK[/]: {len(runs)} runs ({len(names)} estimators x {len(seeds)} seeds), "
                   f"model {base.model}, task {base.task}")
 
