@@ -16,10 +16,10 @@ UNIQUENESS_REWEIGHT = ("positive", "all")
 
 def cluster_sizes(clusters: np.ndarray, within: np.ndarray | None = None) -> np.ndarray:
     """``m[i]`` = number of rollouts (among those where ``within`` is True) sharing i's cluster id."""
-    mask = np.ones(clusters.size, bool) if within is None else within
-    ids, counts = np.unique(clusters[mask], return_counts=True)
-    lookup = dict(zip(ids.tolist(), counts.tolist()))
-    return np.array([lookup.get(c, 0) for c in clusters.tolist()], dtype=np.float64)
+    ids, inverse = np.unique(clusters, return_inverse=True)
+    counts = np.bincount(inverse.ravel(), weights=None if within is None else within.astype(np.float64),
+                         minlength=ids.size)
+    return counts[inverse.ravel()].astype(np.float64)
 
 
 def darling_advantages(
