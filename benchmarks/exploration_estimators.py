@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 
 import numpy as np
+from advantages import per_group_seconds  # benchmarks/advantages.py, beside this script
 
 from polyepo.advantages import all_subsets, compute_advantages, pkpo_advantages
 
@@ -33,16 +33,6 @@ def pkpo_enumerated(r: np.ndarray, k: int) -> np.ndarray:
     out = np.zeros(r.size)
     np.add.at(out, sets.ravel(), gain.ravel())
     return out / sets.shape[0]
-
-
-def per_group_seconds(fn, groups, repeats: int = 3) -> float:
-    best = math.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for g in groups:
-            fn(*g)
-        best = min(best, (time.perf_counter() - t) / len(groups))
-    return best
 
 
 def groups_of(N: int, count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:

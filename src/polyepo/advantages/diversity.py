@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import check_clusters, check_degenerate, check_finite_number, check_rewards
+from .baselines import center
 
 UNIQUENESS_REWEIGHT = ("positive", "all")
 
@@ -89,11 +90,7 @@ def uniqueness_advantages(
         raise ValueError(f"alpha must be >= 0, got {a}")
     if reweight not in UNIQUENESS_REWEIGHT:
         raise ValueError(f"reweight must be one of {', '.join(UNIQUENESS_REWEIGHT)}; got {reweight!r}")
-    eps = check_finite_number(epsilon, "epsilon")
-    adv = r - r.mean()
-    if scale_by_std:
-        std = float(r.std(ddof=1)) if r.size > 1 else 0.0
-        adv = adv / (std + eps)
+    adv = center(r, bool(scale_by_std), check_finite_number(epsilon, "epsilon"))
     w = cluster_sizes(c) ** -a
     w[np.isin(c, check_degenerate(degenerate))] = 1.0
     if reweight == "positive":

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ._checks import check_clusters, check_degenerate, check_finite_number, check_rewards
+from .baselines import center
 from .diversity import cluster_sizes
 
 OUTCOME_VARIANTS = ("batch", "historical")
@@ -173,7 +174,4 @@ def outcome_explore_advantages(
         if (~deg).any():
             bonus[~deg] = k / np.sqrt(history.record(prompt_key, c[~deg]))
         shaped = r + bonus
-    adv = shaped - shaped.mean()
-    if scale_by_std:
-        adv = adv / ((float(shaped.std(ddof=1)) if N > 1 else 0.0) + eps)
-    return adv
+    return center(shaped, bool(scale_by_std), eps)

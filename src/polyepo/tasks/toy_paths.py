@@ -207,34 +207,21 @@ class ToyPathsTask:
 
         With probability ``noise`` a uniformly random route (blocked or not: the sloppy part of
         the "pretraining" data); otherwise a correct route, the popular one with probability
-        ``popular_bias`` when it is correct, else uniform over the other correct routes. With
-        rare routes, see :meth:`rare_warmstart_answer`.
-        """
-        if self.rare_routes:
-            return self.rare_warmstart_answer(row, rng, noise, popular_bias)
-        routes = self.routes()
-        if rng.random() < noise:
-            a, b = rng.choice(routes)
-        else:
-            valid = [r for r in routes if route_id(*r, self.width) in row["valid_routes"]]
-            others = [r for r in valid if r != self.popular]
-            if self.popular in valid and (rng.random() < popular_bias or not others):
-                a, b = self.popular
-            else:
-                a, b = rng.choice(others)
-        return f" {START} {a} {b} {TARGET}"
+        ``popular_bias`` when it is correct, else uniform over the other correct routes.
 
-    def rare_warmstart_answer(self, row: dict[str, Any], rng: random.Random, noise: float, popular_bias: float) -> str:
-        """A warm-start answer of the rare-route variant: a uniformly random rare route with
-        probability ``rare_mass`` (correct or not); otherwise the default recipe over the common
-        routes only, and a random common route (wrong) where no common route is correct."""
-        if rng.random() < self.rare_mass:
-            a, b = rng.choice(self.rare)
-            return f" {START} {a} {b} {TARGET}"
-        common = [r for r in self.routes() if r not in set(self.rare)]
-        valid = [r for r in common if route_id(*r, self.width) in row["valid_routes"]]
+        With rare routes: a uniformly random rare route with probability ``rare_mass`` (correct
+        or not); otherwise the same recipe over the common routes only, and a random common
+        route (a wrong answer) where no common route is correct.
+        """
+        pool = self.routes()
+        if self.rare_routes:
+            if rng.random() < self.rare_mass:
+                a, b = rng.choice(self.rare)
+                return f" {START} {a} {b} {TARGET}"
+            pool = [r for r in pool if r not in set(self.rare)]
+        valid = [r for r in pool if route_id(*r, self.width) in row["valid_routes"]]
         if rng.random() < noise or not valid:
-            a, b = rng.choice(common)
+            a, b = rng.choice(pool)
         else:
             others = [r for r in valid if r != self.popular]
             if self.popular in valid and (rng.random() < popular_bias or not others):
