@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, mass in res["route_mass"].items():
         print(f"  S {name} T  {100 * mass:6.2f}%{'   rare' if tuple(name.split()) in set(task.rare) else ''}")
     print(f"  not a route  {100 * res['no_route_mass']:6.2f}%")
-    print(f"rare routes together: {100 * res['rare_mass']:.2f}% of all answers")
+    if task.rare:
+        print(f"rare routes together: {100 * res['rare_mass']:.2f}% of all answers")
     if res["rare_only_problems"]:
         print(f"rare-only problems: {res['rare_only_problems']}, solved at k = n: {res['rare_only_solved']} "
               f"(pass@{args.n} {res['rare_only_pass_at_n']:.3f}); rare answers there: "
