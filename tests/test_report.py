@@ -128,3 +128,21 @@ def test_a_named_run_of_another_split_is_never_dropped(tmp_path):
     assert out.returncode == 2 and not (tmp_path / "rep").exists()
     assert f"held={held} has heldout" in out.stderr and "leave them out of the report or choose another split" in out.stderr
     assert cli("report", f"base={base}", "--split", "test", "--out", str(tmp_path / "rep")).returncode == 0
+
+
+def test_coverage_gained_over_the_base(runs, tmp_path):
+    from polyepo.evaluate import read_results
+    from polyepo.metrics import coverage_gain
+
+    md = build_report([str(p) for p in runs.values()], tmp_path / "rep")
+    section = md.read_text().split("## Coverage gained over the base")[1].split("##")[0]
+    assert "| grpo | 2 |" in section and "| poly_epo | 2 |" in section and "| base |" not in section
+    metrics = json.loads((md.parent / "metrics.json").read_text())
+    base = read_results(runs["base"]).problems
+    for seed, gain in enumerate(metrics["labels"]["poly_epo"]["coverage_gain"]):
+        run = read_results(runs[f"poly{seed}"] / "eval" / "toy_paths-test.jsonl").problems
+        assert gain == coverage_gain(base, run)
+    assert "coverage_gain" not in metrics["labels"]["base"]
+    # without a run labelled base there is nothing to gain over
+    md = build_report([str(runs["grpo0"]), str(runs["poly0"])], tmp_path / "rep2")
+    assert "Coverage gained" not in md.read_text()

@@ -141,7 +141,7 @@ def write(tmp_path, text):
     [
         ("modle: toy-paths-base\n", [], r"unknown config key 'modle' \(did you mean 'model'\?\)"),
         ("trainer: {learning_rte: 1e-3}\n", [], r"unknown trainer key 'learning_rte' \(did you mean 'learning_rate'\?\)"),
-        ("trainer: {estimator: polyepo}\n", [], "valid estimators: dr_grpo"),
+        ("trainer: {estimator: polyepo}\n", [], "valid estimators: darling, dr_grpo"),
         ("trainer: {set_size: 9, num_generations: 8}\n", [], "set_size=9 exceeds num_generations=8"),
         ("trainer: {learning_rate: fast}\n", [], "trainer.learning_rate: expected"),
         ("task: nope\n", [], "valid tasks: .*toy_paths"),

@@ -6,22 +6,32 @@ rollouts)::
     estimator(rewards[N], clusters[N] | None, **options) -> float64[N]
 
 Look estimators up by name in :data:`ESTIMATORS` (``get_estimator("poly_epo")``), run one
-on one group with :func:`group_advantages`, or over many groups of possibly unequal sizes
-with :func:`compute_advantages`.
+on one group with :func:`group_advantages`, or over a whole batch of groups of possibly
+unequal sizes with :func:`compute_advantages`, the one batch entry point: it runs the
+per-group step on every group, then the estimator's batch hook if it has one
+(:mod:`polyepo.advantages.batch`).
 
-Registered estimators:
+Registered estimators (formulas, papers and options: docs/estimators.md):
 
-============  ==================================================================  ========
-name          advantage                                                           clusters
-============  ==================================================================  ========
-grpo          (r - mean) / (std + eps)                                            no
-dr_grpo       r - mean                                                            no
-rloo          r - leave-one-out mean                                              no
-grpo_div      centred r + weight * (N/|cluster| - 1)/(N - 1)                      yes
-poly_epo      polychromic marginal set advantage, closed form                     yes
-pass_at_k     marginal set advantage of max reward in the set, closed form        no
-set_rl        any set objective, all subsets or K sampled subsets                 depends
-============  ==================================================================  ========
+=====================  ==========================================================  ========
+name                   advantage                                                   clusters
+=====================  ==========================================================  ========
+grpo                   (r - mean) / (std + eps)                                    no
+dr_grpo                r - mean                                                    no
+rloo                   r - leave-one-out mean                                      no
+grpo_div               centred r + weight * (N/|cluster| - 1)/(N - 1)              yes
+poly_epo               polychromic marginal set advantage, closed form             yes
+pass_at_k              marginal set advantage of max reward in the set             no
+set_rl                 any set objective, all subsets or K sampled subsets         depends
+pkpo                   PKPO maxg@k gradient weights, loo-1 or loo baseline         no
+darling                r * max(floor, (N - m_i)/(N - 1)), centred (DARLING)        yes
+uniqueness             GRPO advantage * m_i^-alpha (uniqueness-aware RL)           yes
+outcome_explore        r with a batch penalty / historical bonus by answer         yes
+reinforce_pp_baseline  r - group mean, whitened over the batch (REINFORCE++)       no
+=====================  ==========================================================  ========
+
+``clusters`` of ``outcome_explore`` are answer ids; its historical variant also takes the
+runtime options ``history`` (an :class:`AnswerHistory`) and ``prompt_key``.
 """
 
 from __future__ import annotations
@@ -40,7 +50,11 @@ from .baselines import (
     grpo_div_advantages,
     rloo_advantages,
 )
+from .batch import BatchHook, get_batch_hook, reinforce_pp_baseline_advantages, whiten_batch, with_batch_hook
 from .closed_form import pass_at_k_advantages, poly_epo_advantages
+from .diversity import darling_advantages, uniqueness_advantages
+from .outcome import AnswerHistory, outcome_explore_advantages
+from .pkpo import pkpo_advantages
 from .set_rl import (
     SET_OBJECTIVES,
     all_subsets,
@@ -60,11 +74,20 @@ for _name, _fn in {
     "poly_epo": poly_epo_advantages,
     "pass_at_k": pass_at_k_advantages,
     "set_rl": set_rl_advantages,
+    "pkpo": pkpo_advantages,
+    "darling": darling_advantages,
+    "uniqueness": uniqueness_advantages,
+    "outcome_explore": outcome_explore_advantages,
+    "reinforce_pp_baseline": reinforce_pp_baseline_advantages,
 }.items():
     ESTIMATORS.register(_name)(_fn)
 
-#: Estimators that cannot run without cluster ids.
-NEEDS_CLUSTERS = frozenset({"grpo_div", "poly_epo"})
+#: Estimators that cannot run without cluster ids (answer ids for ``outcome_explore``).
+NEEDS_CLUSTERS = frozenset({"grpo_div", "poly_epo", "darling", "uniqueness", "outcome_explore"})
+
+#: Options that a caller supplies at run time, never a config file: ``history`` (an
+#: :class:`AnswerHistory`) and ``prompt_key`` (filled per group from ``prompt_keys``).
+RUNTIME_OPTIONS = frozenset({"history", "prompt_key"})
 
 
 def get_estimator(name: str) -> Estimator:
@@ -72,8 +95,7 @@ def get_estimator(name: str) -> Estimator:
     return ESTIMATORS.get(name)
 
 
-def estimator_options(name: str) -> dict[str, object]:
-    """The keyword options of estimator ``name`` and their defaults."""
+def _parameters(name: str) -> dict[str, object]:
     sig = inspect.signature(get_estimator(name))
     return {
         p.name: p.default
@@ -82,10 +104,25 @@ def estimator_options(name: str) -> dict[str, object]:
     }
 
 
+def estimator_options(name: str) -> dict[str, object]:
+    """The keyword options of estimator ``name`` and their defaults (runtime options left out)."""
+    return {k: v for k, v in _parameters(name).items() if k not in RUNTIME_OPTIONS}
+
+
+def runtime_options(name: str) -> frozenset[str]:
+    """The :data:`RUNTIME_OPTIONS` that estimator ``name`` takes."""
+    return RUNTIME_OPTIONS & frozenset(_parameters(name))
+
+
+def batch_hook(name: str) -> BatchHook | None:
+    """The batch step of estimator ``name`` (run by :func:`compute_advantages`), or None."""
+    return get_batch_hook(get_estimator(name))
+
+
 def check_options(name: str, options: dict[str, object]) -> None:
     """Raise ``ValueError`` naming any option that estimator ``name`` does not take."""
     valid = estimator_options(name)
-    unknown = sorted(set(options) - set(valid))
+    unknown = sorted(set(options) - set(valid) - runtime_options(name))
     if unknown:
         raise ValueError(
             f"estimator {name!r} has no option(s) {', '.join(map(repr, unknown))}; "
@@ -94,10 +131,15 @@ def check_options(name: str, options: dict[str, object]) -> None:
 
 
 def group_advantages(estimator: str, rewards, clusters=None, **options) -> np.ndarray:
-    """Run estimator ``estimator`` on one group, checking its options first."""
+    """Run estimator ``estimator`` on one group (a batch of one group: its batch hook too)."""
     fn = get_estimator(estimator)
     check_options(estimator, options)
-    return fn(rewards, clusters, **options)
+    adv = fn(rewards, clusters, **options)
+    hook = get_batch_hook(fn)
+    if hook is not None:
+        r = check_rewards(rewards)
+        adv = hook(adv, rewards=r, clusters=clusters, groups=[np.arange(r.size)], **options)
+    return adv
 
 
 def _group_slices(total: int, group_sizes, group_ids) -> list[np.ndarray]:
@@ -133,6 +175,7 @@ def compute_advantages(
     group_sizes: int | Sequence[int] | None = None,
     group_ids: Sequence[object] | None = None,
     estimator: str = "poly_epo",
+    prompt_keys: Sequence[object] | None = None,
     **options,
 ) -> np.ndarray:
     """Advantages for a flat batch of rollouts made of several groups.
@@ -144,10 +187,15 @@ def compute_advantages(
             ``num_generations``) or a list of sizes of adjacent groups, possibly unequal.
         group_ids: alternatively one group label per rollout (any order, as verl's uid).
         estimator: a name in :data:`ESTIMATORS`.
-        **options: the estimator's options (``set_size``, ``reduction`` ...).
+        prompt_keys: optionally one prompt key per rollout (the same within a group, stable
+            across steps, e.g. the problem id); an estimator that takes ``prompt_key`` (the
+            historical ``outcome_explore``) receives its group's key.
+        **options: the estimator's options (``set_size``, ``reduction`` ...) and runtime
+            options (``history``).
 
     Returns:
-        ``float64[B]``, aligned with ``rewards``.
+        ``float64[B]``, aligned with ``rewards``: the per-group step on every group, then the
+        estimator's batch hook (if any) over the whole batch.
     """
     fn = get_estimator(estimator)
     check_options(estimator, options)
@@ -157,23 +205,54 @@ def compute_advantages(
         raise ValueError(f"clusters has shape {c.shape} but rewards has shape {r.shape}")
     if c is None and estimator in NEEDS_CLUSTERS:
         raise ValueError(f"estimator {estimator!r} needs cluster ids; clusters is None")
+    keys = _prompt_keys(prompt_keys, r.size, estimator, options)
+    groups = _group_slices(r.size, group_sizes, group_ids)
     out = np.empty(r.size)
-    for g, idx in enumerate(_group_slices(r.size, group_sizes, group_ids)):
+    for g, idx in enumerate(groups):
+        kwargs = options if keys is None else {**options, "prompt_key": _group_key(keys, idx, g)}
         try:
-            out[idx] = fn(r[idx], None if c is None else c[idx], **options)
+            out[idx] = fn(r[idx], None if c is None else c[idx], **kwargs)
         except ValueError as e:
             raise type(e)(f"group {g} (rollouts {idx.tolist()[:8]}{'...' if idx.size > 8 else ''}): {e}") from e
+    hook = get_batch_hook(fn)
+    if hook is not None:
+        out = hook(out, rewards=r, clusters=c, groups=groups, **options)
     return out
+
+
+def _prompt_keys(prompt_keys, total: int, estimator: str, options: dict) -> np.ndarray | None:
+    """Per-rollout prompt keys, or None when the estimator does not take ``prompt_key``."""
+    if prompt_keys is None or "prompt_key" not in runtime_options(estimator):
+        return None
+    if "prompt_key" in options:
+        raise ValueError("give prompt_keys (one per rollout) or the option prompt_key, not both")
+    keys = np.asarray(list(prompt_keys), dtype=object)
+    if keys.shape != (total,):
+        raise ValueError(f"prompt_keys has {keys.size} entries; expected {total}, one per rollout")
+    return keys
+
+
+def _group_key(keys: np.ndarray, idx: np.ndarray, g: int) -> object:
+    distinct = {str(k) for k in keys[idx]}
+    if len(distinct) != 1:
+        raise ValueError(f"group {g} has rollouts of {len(distinct)} prompts (prompt_keys "
+                         f"{sorted(distinct)[:4]}); a group is one prompt's rollouts")
+    return keys[idx[0]]
 
 
 __all__ = [
     "ESTIMATORS",
     "NEEDS_CLUSTERS",
+    "RUNTIME_OPTIONS",
     "SET_OBJECTIVES",
+    "AnswerHistory",
+    "BatchHook",
     "UnknownNameError",
     "all_subsets",
+    "batch_hook",
     "check_options",
     "compute_advantages",
+    "darling_advantages",
     "diversity_bonus",
     "dr_grpo_advantages",
     "estimator_options",
@@ -182,9 +261,16 @@ __all__ = [
     "grpo_advantages",
     "grpo_div_advantages",
     "marginal_from_sets",
+    "outcome_explore_advantages",
     "pass_at_k_advantages",
+    "pkpo_advantages",
     "poly_epo_advantages",
+    "reinforce_pp_baseline_advantages",
     "rloo_advantages",
+    "runtime_options",
     "sample_subsets",
     "set_rl_advantages",
+    "uniqueness_advantages",
+    "whiten_batch",
+    "with_batch_hook",
 ]

@@ -102,18 +102,53 @@ def compare(
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
     resume: Annotated[bool, typer.Option(help="Skip runs whose final model exists; resume interrupted ones.")] = True,
     evaluate: Annotated[bool, typer.Option("--eval/--no-eval", help="Evaluate the base model and every run after training, then build the report.")] = True,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check every run's settings and the eval section, then push one group through each estimator (first seed); no training.")] = False,
 ) -> None:
     """Train the same config with several estimators x seeds (only the advantage differs), then evaluate and report."""
+    quiet_libraries()
+    names = [e.strip() for e in estimators.split(",") if e.strip()]
+    seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    if dry_run:
+        _compare_dry_run(config, overrides or [], names, seed_list, evaluate)
+        return
     from ..train.compare import run_compare
 
-    quiet_libraries()
     try:
-        out = run_compare(config, overrides or [], [e.strip() for e in estimators.split(",") if e.strip()],
-                          [int(s) for s in seeds.split(",") if s.strip()], resume=resume, evaluate=evaluate)
+        out = run_compare(config, overrides or [], names, seed_list, resume=resume, evaluate=evaluate)
     except KeyboardInterrupt:
         raise fail("interrupted; run the same command again: finished runs are skipped and interrupted ones "
                    "resume from their newest checkpoint", code=130) from None
     console.print(f"[green]done[/]: {out}")
+
+
+def _compare_dry_run(config: str | None, overrides: list[str], names: list[str], seeds: list[int], evaluate: bool) -> None:
+    from ..advantages import group_advantages
+    from ..train.compare import plan_runs
+    from ..train.config import load_run_config
+    from ..train.run import build_trainer_args, dry_run, prepare
+
+    base = load_run_config(config, overrides)
+    runs = plan_runs(base, names, seeds)  # every (estimator, seed) config is checked here
+    if evaluate:
+        from ..train.compare_eval import eval_settings
+
+        s = eval_settings(base)
+        console.print(f"eval: splits {', '.join(s['splits'])}, n = {s['n']}, limit {s['limit']}, the base model and every run")
+    first = True
+    for cfg in runs[::len(seeds)]:
+        info = dry_run(cfg)
+        est = cfg.trainer["estimator"]
+        if first:
+            console.print(f"one group of {info['task']}: {info['prompt'][:120]!r}", highlight=False)
+            console.print(f"  rewards   {' '.join(f'{r:g}' for r in info['rewards'])}\n  clusters  "
+                          + ("-" if info["clusters"] is None else " ".join(map(str, info["clusters"]))), highlight=False)
+            first = False
+        kwargs = build_trainer_args(prepare(cfg).trainer_kwargs).estimator_kwargs()
+        adv = group_advantages(est, info["rewards"], info["clusters"], **kwargs)  # with its batch step, if any
+        console.print(f"  {est:<22} {' '.join(f'{a:+.3f}' for a in adv)}   -> {info['output_dir']}",
+                      highlight=False, soft_wrap=True)
+    console.print(f"[bold]dry run OK[/]: {len(runs)} runs ({len(names)} estimators x {len(seeds)} seeds), "
+                  f"model {base.model}, task {base.task}")
 
 
 @app.command()

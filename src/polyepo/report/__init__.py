@@ -100,6 +100,7 @@ def build_report(
         blocks.append(Block("p", "± is one standard error: across the runs of a label when it has several "
                                  "(e.g. seeds), else over problems (std / √P). Bootstrap standard errors and "
                                  "every k are in `metrics.json`."))
+        blocks += _coverage_section(evaluated, n)
         blocks += [Block("h2", "Coverage: pass@k"), _img(plot_curves(
             evaluated, "pass_at_k", "pass@k", f"pass@k, n = {n} samples per problem, {s.problems} problems",
             out / "pass_at_k.png", probability=True, failure_panel=True),
@@ -169,6 +170,47 @@ def _table(groups: dict[str, list[Run]], ks: list[int], requested: list[int]) ->
     return Block("table", header=header, rows=rows)
 
 
+#: The label of the base model in a comparison (``polyepo compare`` evaluates it as ``base``).
+BASE_LABEL = "base"
+GAIN_COLUMNS = (("solved", "solved at k = n"), ("gained", "gained over base"), ("lost", "lost"),
+                ("new_strategies", "new correct strategies"))
+
+
+def coverage_gains(groups: dict[str, list[Run]]) -> dict[str, list[dict[str, int]]]:
+    """Per label (other than ``base``), each run's :func:`polyepo.metrics.coverage_gain` over the
+    single ``base`` run; empty without exactly one ``base`` run."""
+    from ..metrics import coverage_gain
+
+    base = groups.get(BASE_LABEL, [])
+    if len(base) != 1:
+        return {}
+    ref = base[0].results
+    threshold = ref.header.get("correct_threshold", 1.0)
+    return {label: [coverage_gain(ref.problems, r.results.problems, correct_threshold=threshold) for r in rs]
+            for label, rs in groups.items() if label != BASE_LABEL}
+
+
+def _coverage_section(groups: dict[str, list[Run]], n: int) -> list[Block]:
+    gains = coverage_gains(groups)
+    if not gains:
+        return []
+    rows = []
+    for label, gs in gains.items():
+        cells = []
+        for key, _ in GAIN_COLUMNS:
+            values = [float(g[key]) for g in gs]
+            m, se, _ = combine(values, [float("nan")])
+            cells.append(f"{m:.1f} ± {se:.1f}" if len(values) > 1 else f"{m:.0f}")
+        rows.append([label, str(len(gs))] + cells)
+    problems = next(iter(gains.values()))[0]["problems"]
+    return [Block("h2", "Coverage gained over the base"),
+            Block("table", header=["label", "runs"] + [c for _, c in GAIN_COLUMNS], rows=rows),
+            Block("p", f"Counts over the {problems} problems, with n = {n} samples each: problems with a correct "
+                       "sample (solved at k = n), those the base model did not solve (gained) or did (lost), and "
+                       "correct strategies of the run that the base never sampled on that problem, summed over "
+                       "problems. ± is one standard error across the runs of a label.")]
+
+
 def _runs_section(runs: list[Run]) -> list[Block]:
     rows, notes = [], []
     for r in runs:
@@ -211,5 +253,7 @@ def _metrics(groups: dict[str, list[Run]], runs: list[Run]) -> dict[str, Any]:
         entry["distinct_correct"] = dict(zip(("mean", "se", "se_over"), combine(
             [r.summary.distinct_correct.mean for r in rs], [r.summary.distinct_correct.se for r in rs])))
         labels[label] = entry
+    for label, gs in coverage_gains(groups).items():
+        labels[label]["coverage_gain"] = gs
     return {"labels": labels, "runs": [{"label": r.label, "name": r.name, "run_dir": str(r.run_dir or ""),
                                         "summary": r.summary.to_dict() if r.summary else None} for r in runs]}

@@ -180,3 +180,11 @@ def build_toy_base(target: Path) -> None:
     from .warmstart import WarmstartConfig, warmstart_toy_paths
 
     warmstart_toy_paths(WarmstartConfig(), target)
+
+
+@MODELS.register("toy-paths-rare-base")
+def build_toy_rare_base(target: Path) -> None:
+    """The rare-route toy task's base model: the same recipe on ``toy_paths_rare`` data."""
+    from .warmstart import WarmstartConfig, warmstart_toy_paths
+
+    warmstart_toy_paths(WarmstartConfig(task="toy_paths_rare"), target)
