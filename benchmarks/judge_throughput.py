@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from polyepo.clustering import make_clusterer
-from polyepo.judge.testing import ChatServer, Reply, fast_options, last_user_message
+from polyepo.standin import ChatServer, Reply, fast_options, last_user_message
 
 BLOCK = re.compile(r"<response (\d+)>\n(.*?)\n</response \1>", re.DOTALL)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 
-from polyepo.judge.testing import Reply
+from polyepo.standin import Reply
 
 BUILT = {"outcome": ["The final answer is 42."],
          "process": ["Splits the task into two halves.", "Adds the halves correctly."]}

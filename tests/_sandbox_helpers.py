@@ -1,15 +1,20 @@
-"""Helpers shared by the sandbox tests: leak checks on the host and failure injection."""
+"""Helpers shared by the sandbox tests: leak checks on the host and failure injection.
+
+Every check looks at this pool's own processes, uids and cgroups only, so two test runs on
+one machine never see each other's jobs.
+"""
 
 from __future__ import annotations
 
+import glob
 import os
 import signal
+import tempfile
 import threading
 import time
 
 from polyepo.rewards.sandbox import SandboxPool
-
-SANDBOX_UID_MIN = 1_000_000_000  # runs drop to uids from here up (isolation "full")
+from polyepo.rewards.sandbox.cgroups import discover
 
 
 def _children(pid: int) -> list[int]:
@@ -38,9 +43,9 @@ def run_processes(pool: SandboxPool) -> list[int]:
     return found
 
 
-def sandbox_uid_processes() -> list[int]:
-    """Host processes running under a sandbox uid (isolation "full")."""
-    out = []
+def sandbox_uid_processes(pool: SandboxPool) -> list[int]:
+    """Host processes running under one of this pool's uids (isolation "full")."""
+    uids, out = pool.uids(), []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -49,16 +54,83 @@ def sandbox_uid_processes() -> list[int]:
                 uid = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
         except (OSError, StopIteration, ValueError):
             continue
-        if uid >= SANDBOX_UID_MIN:
+        if uid in uids:
             out.append(int(name))
     return out
 
 
+def host_ipc_objects(uids: set[int]) -> list[str]:
+    """System V shared memory, message queues and semaphores on the host owned by ``uids``."""
+    out = []
+    for kind in ("shm", "msg", "sem"):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                header, *rows = f.read().splitlines()
+        except OSError:
+            continue
+        column = header.split().index("uid")
+        out += [f"{kind}: {row}" for row in rows if int(row.split()[column]) in uids]
+    return out
+
+
+def host_ipc_count() -> int:
+    """All System V IPC objects in the host's IPC namespace."""
+    total = 0
+    for kind in ("shm", "msg", "sem"):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                total += len(f.read().splitlines()) - 1
+        except OSError:
+            pass
+    return total
+
+
+def key_users(uids: set[int]) -> list[str]:
+    """Lines of /proc/key-users for ``uids`` (a uid with kernel keys or keyrings)."""
+    try:
+        with open("/proc/key-users") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    return [line for line in lines if int(line.split(":")[0]) in uids]
+
+
+def cgroup_leftovers(pool: SandboxPool) -> list[int]:
+    """Processes in this pool's servers' cgroups other than the servers themselves."""
+    hierarchies, _ = discover()
+    servers, out = set(pool.server_pids()), set()
+    for pid in servers:
+        for h in hierarchies:
+            for path in glob.glob(os.path.join(h.parent, f"polyepo-sandbox-{pid}-*", "cgroup.procs")):
+                try:
+                    with open(path) as f:
+                        out.update(int(p) for p in f.read().split())
+                except OSError:
+                    pass
+    return sorted(out - servers)
+
+
+def leftover_files(pool: SandboxPool) -> list[str]:
+    """Work directories of this pool's jobs (isolation "rlimits") that are still on the host."""
+    supervisors = {c for pid in pool.server_pids() for c in _children(pid)}
+    return [p for p in glob.glob(os.path.join(tempfile.gettempdir(), "polyepo-run-*"))
+            if int(os.path.basename(p).split("-")[2]) in supervisors or not os.path.exists(
+                f"/proc/{os.path.basename(p).split('-')[2]}")]
+
+
 def assert_nothing_left(pool: SandboxPool) -> None:
-    """No run process survives the call (checked right after it returned)."""
+    """Nothing of a job survives the call: processes (also in its cgroup), IPC objects, kernel keys, files."""
     assert run_processes(pool) == []
+    uids = pool.uids()
     if pool.isolation == "full":
-        assert sandbox_uid_processes() == []
+        assert sandbox_uid_processes(pool) == []
+        assert host_ipc_objects(uids) == []
+        assert key_users(uids) == []
+    assert leftover_files(pool) == []
+    deadline = time.monotonic() + 2.0  # the supervisor tidies up right after it sent the result
+    while cgroup_leftovers(pool) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert cgroup_leftovers(pool) == []
 
 
 class SupervisorKiller(threading.Thread):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from polyepo.judge.testing import ChatServer
+from polyepo.standin import ChatServer
 
 
 @pytest.fixture(scope="session")

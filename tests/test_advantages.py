@@ -265,7 +265,7 @@ def test_all_subsets_is_cached_and_read_only():
 
 def test_registry_lists_and_rejects():
     assert {"grpo", "dr_grpo", "rloo", "grpo_div", "poly_epo", "pass_at_k", "set_rl"} <= set(ESTIMATORS.names())
-    with pytest.raises(UnknownNameError, match="valid estimators: dr_grpo, grpo, grpo_div"):
+    with pytest.raises(UnknownNameError, match="valid estimators: darling, dr_grpo, grpo, grpo_div"):
         get_estimator("polyepo")
     with pytest.raises(ValueError, match="did you mean 'poly_epo'"):
         get_estimator("poly-epo")

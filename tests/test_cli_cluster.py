@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from polyepo.judge.testing import Reply
+from polyepo.standin import Reply
 
 ENV = {"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")}
 
@@ -52,7 +52,7 @@ def test_cluster_table_with_the_judge_on_loopback(chat_server):
 
 
 def test_cluster_judge_failure_policy_from_the_command_line(chat_server):
-    from polyepo.judge.testing import Status
+    from polyepo.standin import Status
 
     chat_server.responder = lambda body: Status(500, "down")
     group = json.dumps({"prompt": "p", "responses": ["def f():\n    return 1\n", "def f():\n    return sorted([])\n"]})

@@ -10,7 +10,7 @@ import sys
 import yaml
 
 from _rubric_judge import BUILT, build_requests, judge, score_requests
-from polyepo.judge.testing import Status
+from polyepo.standin import Status
 
 ENV = {"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")}
 
@@ -56,7 +56,7 @@ def test_score_a_file_of_responses(chat_server, tmp_path):
     assert results[0]["verdicts"] == {"O1": "met", "P1": "met", "P2": "missed"}
     assert len(score_requests(chat_server)) == 2
     table = run_cli("score", str(src), *judge_options(chat_server, tmp_path))
-    assert table.returncode == 0 and "O1:m P1:m P2:m" in table.stdout and "judge_failures=0" in table.stdout
+    assert table.returncode == 0 and "O1:met P1:met P2:missed" in table.stdout and "judge_failures=0" in table.stdout
 
 
 def test_score_failure_exits_non_zero_with_the_policy_message(chat_server, tmp_path):

@@ -16,7 +16,7 @@ from polyepo.advantages import poly_epo_advantages
 from polyepo.clustering import group_metrics, make_clusterer
 from polyepo.clustering.judge import render_prompt, validate_reply
 from polyepo.judge import InvalidReply, JudgeFailedError
-from polyepo.judge.testing import Reply, Status, fast_options, last_user_message
+from polyepo.standin import Reply, Status, fast_options, last_user_message
 
 pytest.importorskip("openai")
 

@@ -212,3 +212,20 @@ def test_prompt_text_is_what_every_caller_shows_a_clusterer():
     assert prompt_text("plain") == "plain"
     with pytest.raises(ValueError, match="got NoneType"):
         prompt_text(None)
+
+
+def test_answer_backend_stable_ids_name_the_answer_in_every_group():
+    import subprocess
+    import sys
+
+    from polyepo.clustering.offline import stable_id
+
+    c = make_clusterer("answer", key="math", stable_ids=True)
+    a = c.cluster("p", ["so \\boxed{4}", "it is 5", "\\boxed{4}", "no number here"]).ids
+    b = c.cluster("p", ["answer: 5", "\\boxed{0.5}", "1/2"]).ids
+    assert a[0] == a[2] == stable_id("4") and a[1] == b[0] == stable_id("5") and a[3] == 100
+    assert b[1] == b[2] and len({a[0], a[1], b[1]}) == 3 and min(a[:3] + b) >= 1
+    # the same in another process (no per-process hash seed)
+    code = "from polyepo.clustering.offline import stable_id; print(stable_id('4'))"
+    assert int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout) == stable_id("4")
+    assert make_clusterer("answer").cluster("p", ["\\boxed{5}", "\\boxed{4}"]).ids == [1, 2]  # default: relabelled

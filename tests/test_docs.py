@@ -77,3 +77,36 @@ def test_readme_file_tree_names_every_module():
                if p.name != "__init__.py" and not p.name.startswith("_") and p.name not in tree
                and p.parent.name != "cli"]
     assert not missing, missing
+def test_worked_example_table_in_estimators_doc():
+    from polyepo.advantages import (
+        darling_advantages,
+        group_advantages,
+        outcome_explore_advantages,
+        pkpo_advantages,
+        uniqueness_advantages,
+    )
+
+    text = (DOCS / "estimators.md").read_text()
+    section = text.split("## Worked example")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if re.match(r"\|\s*\d", line)]
+    table = np.array([[float(x) for x in line.strip("|").split("|")] for line in rows])
+    assert table.shape == (8, 10)
+    r, c = table[:, 1], table[:, 2].astype(int)
+    expected = np.column_stack([
+        pkpo_advantages(r, None, 4),
+        pkpo_advantages(r, None, 4, variant="loo"),
+        pass_at_k_advantages(r, None, 4, reduction="mean", scale="std"),
+        darling_advantages(r, c),
+        uniqueness_advantages(r, c),
+        outcome_explore_advantages(r, c),
+        group_advantages("reinforce_pp_baseline", r),
+    ])
+    np.testing.assert_allclose(table[:, 3:], expected, atol=5e-5)
+
+
+def test_estimators_doc_covers_every_registered_estimator():
+    from polyepo.advantages import ESTIMATORS
+
+    text = (DOCS / "estimators.md").read_text() + (DOCS / "closed-form.md").read_text()
+    for name in ESTIMATORS.names():
+        assert f"`{name}`" in text, name

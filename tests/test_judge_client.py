@@ -19,7 +19,7 @@ from polyepo.judge import (
     parse_json_object,
 )
 from polyepo.judge.limits import CircuitBreaker, RateLimiter, backoff_delay
-from polyepo.judge.testing import ChatServer, Raw, Reply, Status, fast_options, last_user_message
+from polyepo.standin import ChatServer, Raw, Reply, Status, fast_options, last_user_message
 
 pytest.importorskip("openai")
 

@@ -19,7 +19,7 @@ LAYERS = {
     "advantages": 1, "judge": 1,
     "clustering": 2,
     "rewards": 3,
-    "tasks": 4,
+    "tasks": 4, "standin": 4,
     "groups": 5, "models": 5, "progress": 5,
     "train": 6,
     "evaluate": 7,

@@ -64,3 +64,20 @@ def test_distinct_clusters():
     assert distinct_clusters([5, 5], degenerate=()) == 1
     with pytest.raises(ValueError, match="length"):
         distinct_clusters([1, 2], [True])
+
+
+def test_coverage_gain_hand_worked():
+    from polyepo.metrics import coverage_gain
+
+    base = [{"problem_id": "a", "rewards": [0, 0, 1], "clusters": [1, 2, 3]},
+            {"problem_id": "b", "rewards": [0, 0], "clusters": [1, 100]},
+            {"problem_id": "d", "rewards": [1, 0], "clusters": [2, 1]}]
+    run = [{"problem_id": "a", "rewards": [1, 1, 0], "clusters": [3, 4, 100]},  # solved by both; 4 is new
+           {"problem_id": "b", "rewards": [1, None], "clusters": [5, 6]},  # gained; 5 new, 6 not correct
+           {"problem_id": "d", "rewards": [0, 0], "clusters": [2, 2]},  # lost
+           {"problem_id": "c", "rewards": [1], "clusters": [1]}]  # not evaluated for the base: left out
+    assert coverage_gain(base, run) == {"problems": 3, "solved": 2, "base_solved": 2, "gained": 1, "lost": 1,
+                                        "new_strategies": 2, "new_strategy_problems": 2}
+    assert coverage_gain(base, run, correct_threshold=2.0)["solved"] == 0
+    with pytest.raises(ValueError, match="share no problem"):
+        coverage_gain(base, [{"problem_id": "z", "rewards": [1], "clusters": [1]}])

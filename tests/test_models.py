@@ -61,7 +61,7 @@ def test_smollm2_converts_once_and_reloads(model_cache):
 
 
 def test_registry_has_the_bundled_names():
-    assert {"smollm2-135m", "toy-paths-base", "toy-paths-random"} <= set(MODELS.names())
+    assert {"smollm2-135m", "toy-paths-base", "toy-paths-random", "toy-paths-rare-base"} <= set(MODELS.names())
 
 
 def test_warm_start_is_deterministic(tmp_path):
@@ -82,3 +82,25 @@ def test_warm_start_is_deterministic(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a)
     assert (tmp_path / "a" / "warmstart.json").is_file()
+
+
+@pytest.mark.slow
+def test_rare_route_base_model_gives_the_rare_routes_little_mass(tmp_path):
+    """The bundled recipe on toy_paths_rare: the rare routes get under 2% of the answers together,
+    but not nothing (a method can find them), and the common routes keep most of the mass."""
+    pytest.importorskip("trl")
+    from collections import Counter
+
+    from polyepo.evaluate import evaluate, read_results
+    from polyepo.models.warmstart import WarmstartConfig, warmstart_toy_paths
+    from polyepo.tasks import load_task
+    from polyepo.tasks.toy_paths import route_id
+
+    model = warmstart_toy_paths(WarmstartConfig(task="toy_paths_rare"), tmp_path / "rare-base")
+    task = load_task("toy_paths_rare")
+    path = evaluate(model, "toy_paths_rare", "test", n=64, limit=100, max_new_tokens=6, out=tmp_path / "r.jsonl",
+                    progress=False)
+    ids = Counter(c for p in read_results(path).problems for c in p["clusters"])
+    rare = sum(ids[route_id(a, b, 3)] for a, b in task.rare) / sum(ids.values())
+    assert 0.001 < rare < 0.02
+    assert ids[route_id("A1", "B1", 3)] / sum(ids.values()) > 0.15

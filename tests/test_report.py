@@ -101,7 +101,7 @@ def test_cli_metrics_and_report(runs, tmp_path):
               "--ids-out", str(tmp_path / "ids.txt"))
     assert out.returncode == 0, out.stderr
     assert "solved 1..3 of 4" in out.stdout and (tmp_path / "ids.txt").read_text().startswith("test-")
-    out = cli("report", str(runs["base"]), str(runs["grpo0"]), "-o", str(tmp_path / "rep"))
+    out = cli("report", str(runs["base"]), str(runs["grpo0"]), "--out", str(tmp_path / "rep"))
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "rep" / "report.html").is_file()
     bad = cli("report", str(runs["base"]), str(fake_results(tmp_path / "n16.jsonl", n=16)), "-o", str(tmp_path / "r2"))
@@ -117,5 +117,32 @@ def test_split_selects_among_several_results_of_a_run(tmp_path):
         build_report([run], tmp_path / "rep")
     md = build_report([run], tmp_path / "rep", split="heldout")
     assert "split `heldout`" in md.read_text()
-    with pytest.raises(ValueError, match="no results of split 'train'"):
+    with pytest.raises(ValueError, match=r"no results of split 'train' in 1 of the runs named \(.*poly_epo-s0 has heldout, test\)"):
         build_report([run], tmp_path / "rep2", split="train")
+
+
+def test_a_named_run_of_another_split_is_never_dropped(tmp_path):
+    base = fake_results(tmp_path / "a.jsonl", label="base")
+    held = fake_results(tmp_path / "h.jsonl", label="held", split="heldout")
+    out = cli("report", f"base={base}", f"held={held}", "--split", "test", "--out", str(tmp_path / "rep"))
+    assert out.returncode == 2 and not (tmp_path / "rep").exists()
+    assert f"held={held} has heldout" in out.stderr and "leave them out of the report or choose another split" in out.stderr
+    assert cli("report", f"base={base}", "--split", "test", "--out", str(tmp_path / "rep")).returncode == 0
+
+
+def test_coverage_gained_over_the_base(runs, tmp_path):
+    from polyepo.evaluate import read_results
+    from polyepo.metrics import coverage_gain
+
+    md = build_report([str(p) for p in runs.values()], tmp_path / "rep")
+    section = md.read_text().split("## Coverage gained over the base")[1].split("##")[0]
+    assert "| grpo | 2 |" in section and "| poly_epo | 2 |" in section and "| base |" not in section
+    metrics = json.loads((md.parent / "metrics.json").read_text())
+    base = read_results(runs["base"]).problems
+    for seed, gain in enumerate(metrics["labels"]["poly_epo"]["coverage_gain"]):
+        run = read_results(runs[f"poly{seed}"] / "eval" / "toy_paths-test.jsonl").problems
+        assert gain == coverage_gain(base, run)
+    assert "coverage_gain" not in metrics["labels"]["base"]
+    # without a run labelled base there is nothing to gain over
+    md = build_report([str(runs["grpo0"]), str(runs["poly0"])], tmp_path / "rep2")
+    assert "Coverage gained" not in md.read_text()

@@ -14,9 +14,9 @@ import yaml
 
 from _rubric_judge import BUILT, build_requests, judge, message, score_requests
 from polyepo.judge import JudgeFailedError
-from polyepo.judge.testing import Reply, Status, fast_options, last_user_message
 from polyepo.rewards import REWARDS, make_reward
 from polyepo.rewards.rubric import Rubric
+from polyepo.standin import Reply, Status, fast_options, last_user_message
 
 pytest.importorskip("openai")
 

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import pytest
 
 from _rubric_judge import judge, message, score_requests
-from polyepo.judge.testing import fast_options
 from polyepo.rewards.rubric import Rubric, leaked_lines
+from polyepo.standin import fast_options
 from polyepo.tasks import load_task
 from polyepo.tasks.rubric_examples import load_problems
 

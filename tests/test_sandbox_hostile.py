@@ -57,8 +57,8 @@ def test_signal_ignoring_loop_is_killed(pool):
 
 def test_cpu_limit_below_wall_limit(pool):
     r, t = run(pool, "def f():\n    return 1\nwhile True:\n    pass\n", timeout_s=10.0, cpu_s=1.0)
-    assert r.status == "timeout" and "CPU" in r.detail
-    assert t < 3.0 + SLACK_S  # RLIMIT_CPU: SIGXCPU at 1 s of CPU, SIGKILL at 2 s
+    assert r.status == "timeout" and "CPU" in r.detail  # RLIMIT_CPU: SIGXCPU at 1 s of CPU, SIGKILL at 2 s
+    assert t < 10.0  # before the wall-clock limit (2 s of CPU take longer on a loaded machine)
 
 
 def test_exit_zero_before_the_tests_is_not_a_pass(pool):
@@ -87,10 +87,12 @@ def test_forged_success_output_is_not_a_pass(pool):
 
 
 def test_forged_completion_report_is_detected(pool):
+    # the program's process holds no report channel: what it writes to its descriptors reaches
+    # at most the test channel, where it is a protocol violation
     program = ("import os\nfor fd in range(3, 64):\n    try:\n        os.write(fd, b'K\\x00\\x00\\x00\\x10' + os.urandom(16))\n"
                "    except OSError:\n        pass\ndef f():\n    return 1\n")
     r, t = run(pool, program)
-    assert r.status == "error" and not r.passed and "report channel" in r.detail
+    assert r.status == "error" and not r.passed and "test channel" in r.detail
     assert t < SLACK_S
 
 
@@ -121,10 +123,17 @@ def test_daemonised_orphan_is_gone_when_the_call_returns(pool):
     assert t < SLACK_S
 
 
-def test_leftover_thread_is_refused(pool):
-    program = "import threading, time\nthreading.Thread(target=time.sleep, args=(60,), daemon=True).start()\ndef f():\n    return 1\n"
-    r, t = run(pool, program)
-    assert r.status == "error" and "thread" in r.detail
+def test_a_leftover_thread_cannot_reach_the_test(pool):
+    # a thread that keeps patching builtins, math and the caller's frames during the test
+    tamper = ("import threading, builtins, math, sys\ndef tamper():\n    while True:\n"
+              "        builtins.abs = lambda x: 0\n        math.isclose = lambda *a, **k: True\n"
+              "        for frame in sys._current_frames().values():\n            frame.f_globals['check'] = lambda c: None\n"
+              "threading.Thread(target=tamper, daemon=True).start()\n")
+    test = "import math\ndef check(candidate):\n    assert abs(candidate() - 1) < 1e-9 and math.isclose(candidate(), 1)\n"
+    r, t = run(pool, tamper + "def f():\n    return 5\n", test=test)
+    assert r.status == "failed" and not r.passed
+    r, t = run(pool, tamper + "def f():\n    return 1\n", test=test)
+    assert r.passed, r.detail  # threads are the program's business; they cannot touch the test
     assert t < SLACK_S
 
 
@@ -198,7 +207,7 @@ def test_stdin_is_closed(pool):
 
 def test_object_equal_to_everything_fails(pool):
     r, t = run(pool, "class Yes:\n    def __eq__(self, other):\n        return True\ndef f():\n    return Yes()\n")
-    assert r.status == "failed" and "strict_returns" in r.detail
+    assert r.status == "unserializable" and "Yes" in r.detail and not r.passed
     assert t < SLACK_S
 
 
@@ -209,11 +218,12 @@ def test_patched_builtins_are_restored_before_the_test(pool):
     assert t < SLACK_S
 
 
-def test_audit_hooks_are_refused(pool):
-    # an audit hook would see the test's compile and exec events (and so the test's code)
-    program = ("import sys\nevents = []\nsys.addaudithook(lambda event, args: events.append(event))\n"
-               "def f():\n    return 0 if events else 1\n")
-    r, t = run(pool, program)
+def test_audit_hooks_see_nothing_of_the_test(pool):
+    # in one shared interpreter an audit hook would see the test's compile and exec events
+    test = "SECRET_MARKER = 1\ndef check(candidate):\n    assert candidate() == 1\n"
+    program = ("import sys\nseen = []\nsys.addaudithook(lambda event, args: seen.append(repr(args)[:10000]))\n"
+               "def f():\n    return 0 if any('SECRET_MARKER' in a for a in seen) else 1\n")
+    r, t = run(pool, program, test=test)
     assert r.passed, r.detail
     assert t < SLACK_S
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -101,14 +102,16 @@ def test_poly_epo_sees_the_same_first_samples_as_grpo(toy_base, tmp_path):
 
 
 def test_resume_continues_the_step_count(toy_base, tmp_path):
-    first = make_trainer(toy_base, tmp_path, max_steps=2, save_strategy="steps", save_steps=2)
+    first = make_trainer(toy_base, tmp_path, max_steps=3, save_strategy="steps", save_steps=2)
     first.train()
+    shutil.rmtree(tmp_path / "checkpoint-3")  # as if stopped after logging step 3, before saving it
     assert (tmp_path / "checkpoint-2").is_dir()
     second = make_trainer(toy_base, tmp_path, max_steps=4, save_strategy="steps", save_steps=2)
     second.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
     assert second.state.global_step == 4
-    steps = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert 1 in steps and 2 in steps and 3 in steps and 4 in steps
+    logs = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in logs if "reward" in row] == [1, 2, 3, 4]  # step 3 once: the rerun's
+    assert [row["step"] for row in logs if "train_runtime" in row] == [4]
 
 
 def test_trl_compatibility_check_fails_loudly(monkeypatch):
@@ -139,7 +142,7 @@ def write(tmp_path, text):
     [
         ("modle: toy-paths-base\n", [], r"unknown config key 'modle' \(did you mean 'model'\?\)"),
         ("trainer: {learning_rte: 1e-3}\n", [], r"unknown trainer key 'learning_rte' \(did you mean 'learning_rate'\?\)"),
-        ("trainer: {estimator: polyepo}\n", [], "valid estimators: dr_grpo"),
+        ("trainer: {estimator: polyepo}\n", [], "valid estimators: darling, dr_grpo"),
         ("trainer: {set_size: 9, num_generations: 8}\n", [], "set_size=9 exceeds num_generations=8"),
         ("trainer: {learning_rate: fast}\n", [], "trainer.learning_rate: expected"),
         ("task: nope\n", [], "valid tasks: .*toy_paths"),

@@ -57,6 +57,7 @@ ARGS=(
   trainer.total_training_steps=850
   trainer.test_freq=50
   trainer.save_freq=100
+  trainer.max_actor_ckpt_to_keep=2
   trainer.n_gpus_per_node="$NGPUS"
   trainer.nnodes="$NNODES"
   trainer.project_name=polyepo

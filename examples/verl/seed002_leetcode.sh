@@ -54,6 +54,7 @@ ARGS=(
   trainer.total_training_steps=250
   trainer.test_freq=25
   trainer.save_freq=50
+  trainer.max_actor_ckpt_to_keep=2
   trainer.n_gpus_per_node="$NGPUS"
   trainer.nnodes="$NNODES"
   trainer.project_name=polyepo

@@ -213,3 +213,42 @@ def bootstrap_standard_error(
     weights = rng.multinomial(p, np.full(p, 1.0 / p), size=draws)  # (draws, P) resample counts
     means = np.tensordot(weights, v, axes=(1, 0)) / p
     return means.std(axis=0, ddof=1)
+
+
+def coverage_gain(
+    base: Sequence[dict], run: Sequence[dict], *, correct_threshold: float = 1.0, degenerate: Iterable[int] = (0, 100)
+) -> dict[str, int]:
+    """What a run solves that a base model did not, on the problems both were evaluated on.
+
+    Each argument is a list of problem records (``problem_id``, ``rewards``, ``clusters``: one
+    per sample, a reward ``None`` never correct). A problem is *solved* when one of its n
+    samples is correct (pass@n > 0). Returns counts over the shared problems: ``problems``,
+    ``solved`` (by the run), ``base_solved``, ``gained`` (solved by the run, not by the base),
+    ``lost`` (the reverse), and ``new_strategies``: correct strategy ids of the run that the
+    base never sampled on that problem, correct or not (degenerate ids excluded), summed over
+    problems; ``new_strategy_problems`` counts the problems with at least one.
+    """
+    deg = set(degenerate)
+    by_id = {p["problem_id"]: p for p in base}
+    shared = [(by_id[p["problem_id"]], p) for p in run if p["problem_id"] in by_id]
+    if not shared:
+        raise ValueError("the run and the base share no problem: evaluate them on the same problems")
+
+    def correct(p: dict) -> list[bool]:
+        return [r is not None and r >= correct_threshold for r in p["rewards"]]
+
+    out = dict.fromkeys(("problems", "solved", "base_solved", "gained", "lost", "new_strategies",
+                         "new_strategy_problems"), 0)
+    for b, p in shared:
+        ok_b, ok_p = any(correct(b)), any(correct(p))
+        sampled = {c for c in b.get("clusters") or [] if c is not None}
+        found = {c for c, ok in zip(p.get("clusters") or [], correct(p)) if ok and c is not None and c not in deg}
+        new = len(found - sampled)
+        out["problems"] += 1
+        out["solved"] += ok_p
+        out["base_solved"] += ok_b
+        out["gained"] += ok_p and not ok_b
+        out["lost"] += ok_b and not ok_p
+        out["new_strategies"] += new
+        out["new_strategy_problems"] += new > 0
+    return out

@@ -24,7 +24,8 @@ _MISSING = dataclasses.MISSING
 def parse_value(raw: str) -> Any:
     """A ``key=value`` value: JSON when it parses (``1``, ``0.5``, ``true``, ``null``, ``[0, 100]``),
     a YAML flow collection (``{set_size: 4}``, ``[a, b]``), else the text itself.
-    An empty value is None."""
+    An empty value is None; a value that opens a collection but is not valid YAML raises
+    ``ValueError`` saying where it breaks."""
     text = raw.strip()
     if not text:
         return None
@@ -37,8 +38,10 @@ def parse_value(raw: str) -> Any:
 
         try:
             return yaml.safe_load(text)
-        except yaml.YAMLError:
-            pass
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"column {mark.column + 1}: " if mark is not None else ""
+            raise ValueError(f"the value is not valid YAML ({where}{getattr(e, 'problem', None) or e})") from None
     return raw
 
 
@@ -60,7 +63,10 @@ def parse_key_values(pairs: Iterable[str], *, what: str = "option", dotted: bool
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ValueError(f"{what} {pair!r} conflicts with another {what} of {p!r}")
-        node[parts[-1]] = parse_value(raw)
+        try:
+            node[parts[-1]] = parse_value(raw)
+        except ValueError as e:
+            raise ValueError(f"{what} {pair!r}: {e}") from None
     return out
 
 

@@ -6,22 +6,32 @@ rollouts)::
     estimator(rewards[N], clusters[N] | None, **options) -> float64[N]
 
 Look estimators up by name in :data:`ESTIMATORS` (``get_estimator("poly_epo")``), run one
-on one group with :func:`group_advantages`, or over many groups of possibly unequal sizes
-with :func:`compute_advantages`.
+on one group with :func:`group_advantages`, or over a whole batch of groups of possibly
+unequal sizes with :func:`compute_advantages`, the one batch entry point: it runs the
+per-group step on every group, then the estimator's batch hook if it has one
+(:mod:`polyepo.advantages.batch`).
 
-Registered estimators:
+Registered estimators (formulas, papers and options: docs/estimators.md):
 
-============  ==================================================================  ========
-name          advantage                                                           clusters
-============  ==================================================================  ========
-grpo          (r - mean) / (std + eps)                                            no
-dr_grpo       r - mean                                                            no
-rloo          r - leave-one-out mean                                              no
-grpo_div      centred r + weight * (N/|cluster| - 1)/(N - 1)                      yes
-poly_epo      polychromic marginal set advantage, closed form                     yes
-pass_at_k     marginal set advantage of max reward in the set, closed form        no
-set_rl        any set objective, all subsets or K sampled subsets                 depends
-============  ==================================================================  ========
+=====================  ==========================================================  ========
+name                   advantage                                                   clusters
+=====================  ==========================================================  ========
+grpo                   (r - mean) / (std + eps)                                    no
+dr_grpo                r - mean                                                    no
+rloo                   r - leave-one-out mean                                      no
+grpo_div               centred r + weight * (N/|cluster| - 1)/(N - 1)              yes
+poly_epo               polychromic marginal set advantage, closed form             yes
+pass_at_k              marginal set advantage of max reward in the set             no
+set_rl                 any set objective, all subsets or K sampled subsets         depends
+pkpo                   PKPO maxg@k gradient weights, loo-1 or loo baseline         no
+darling                r * max(floor, (N - m_i)/(N - 1)), centred (DARLING)        yes
+uniqueness             GRPO advantage * m_i^-alpha (uniqueness-aware RL)           yes
+outcome_explore        r with a batch penalty / historical bonus by answer         yes
+reinforce_pp_baseline  r - group mean, whitened over the batch (REINFORCE++)       no
+=====================  ==========================================================  ========
+
+``clusters`` of ``outcome_explore`` are answer ids; its historical variant also takes the
+runtime options ``history`` (an :class:`AnswerHistory`) and ``prompt_key``.
 """
 
 from __future__ import annotations
@@ -39,7 +49,11 @@ from .baselines import (
     grpo_div_advantages,
     rloo_advantages,
 )
+from .batch import BatchHook, get_batch_hook, reinforce_pp_baseline_advantages, whiten_batch, with_batch_hook
 from .closed_form import pass_at_k_advantages, poly_epo_advantages
+from .diversity import darling_advantages, uniqueness_advantages
+from .outcome import AnswerHistory, outcome_explore_advantages
+from .pkpo import pkpo_advantages
 from .set_rl import (
     SET_OBJECTIVES,
     all_subsets,
@@ -59,11 +73,20 @@ for _name, _fn in {
     "poly_epo": poly_epo_advantages,
     "pass_at_k": pass_at_k_advantages,
     "set_rl": set_rl_advantages,
+    "pkpo": pkpo_advantages,
+    "darling": darling_advantages,
+    "uniqueness": uniqueness_advantages,
+    "outcome_explore": outcome_explore_advantages,
+    "reinforce_pp_baseline": reinforce_pp_baseline_advantages,
 }.items():
     ESTIMATORS.register(_name)(_fn)
 
-#: Estimators that cannot run without cluster ids.
-NEEDS_CLUSTERS = frozenset({"grpo_div", "poly_epo"})
+#: Estimators that cannot run without cluster ids (answer ids for ``outcome_explore``).
+NEEDS_CLUSTERS = frozenset({"grpo_div", "poly_epo", "darling", "uniqueness", "outcome_explore"})
+
+#: Options that a caller supplies at run time, never a config file: ``history`` (an
+#: :class:`AnswerHistory`) and ``prompt_key`` (filled per group from ``prompt_keys``).
+RUNTIME_OPTIONS = frozenset({"history", "prompt_key"})
 
 #: Options several estimators share, and their one description: ``PolyEPOConfig``'s fields,
 #: ``polyepo estimators`` and ``polyepo advantage`` take their help (and defaults) from here.
@@ -101,22 +124,41 @@ def get_estimator(name: str) -> Estimator:
     return ESTIMATORS.get(name)
 
 
-def estimator_options(name: str) -> dict[str, object]:
-    """The keyword options of estimator ``name`` and their defaults."""
+def _parameters(name: str) -> dict[str, object]:
     return ESTIMATORS.options(name) or {}
+
+
+def estimator_options(name: str) -> dict[str, object]:
+    """The keyword options of estimator ``name`` and their defaults (runtime options left out)."""
+    return {k: v for k, v in _parameters(name).items() if k not in RUNTIME_OPTIONS}
+
+
+def runtime_options(name: str) -> frozenset[str]:
+    """The :data:`RUNTIME_OPTIONS` that estimator ``name`` takes."""
+    return RUNTIME_OPTIONS & frozenset(_parameters(name))
+
+
+def batch_hook(name: str) -> BatchHook | None:
+    """The batch step of estimator ``name`` (run by :func:`compute_advantages`), or None."""
+    return get_batch_hook(get_estimator(name))
 
 
 def check_options(name: str, options: dict[str, object]) -> None:
     """Raise ``ValueError`` naming any option that estimator ``name`` does not take (with the
-    closest valid one and the list of valid options)."""
+    closest valid one and the list of valid options); runtime options count as options."""
     ESTIMATORS.check_options(name, options)
 
 
 def group_advantages(estimator: str, rewards, clusters=None, **options) -> np.ndarray:
-    """Run estimator ``estimator`` on one group, checking its options first."""
+    """Run estimator ``estimator`` on one group (a batch of one group: its batch hook too)."""
     fn = get_estimator(estimator)
     check_options(estimator, options)
-    return fn(rewards, clusters, **options)
+    adv = fn(rewards, clusters, **options)
+    hook = get_batch_hook(fn)
+    if hook is not None:
+        r = check_rewards(rewards)
+        adv = hook(adv, rewards=r, clusters=clusters, groups=[np.arange(r.size)], **options)
+    return adv
 
 
 def _group_slices(total: int, group_sizes, group_ids) -> list[np.ndarray]:
@@ -154,6 +196,7 @@ def compute_advantages(
     estimator: str = "poly_epo",
     short_groups: str = "error",
     singletons: str = "estimator",
+    prompt_keys: Sequence[object] | None = None,
     **options,
 ) -> np.ndarray:
     """Advantages for a flat batch of rollouts made of several groups.
@@ -169,10 +212,15 @@ def compute_advantages(
             ``set_size``) or ``shrink`` (that group's ``set_size`` becomes its size).
         singletons: what a group of one rollout gets: ``estimator`` (default: the estimator
             decides), ``zero`` or ``reward`` (see :data:`SINGLETONS`).
-        **options: the estimator's options (``set_size``, ``reduction`` ...).
+        prompt_keys: optionally one prompt key per rollout (the same within a group, stable
+            across steps, e.g. the problem id); an estimator that takes ``prompt_key`` (the
+            historical ``outcome_explore``) receives its group's key.
+        **options: the estimator's options (``set_size``, ``reduction`` ...) and runtime
+            options (``history``).
 
     Returns:
-        ``float64[B]``, aligned with ``rewards``.
+        ``float64[B]``, aligned with ``rewards``: the per-group step on every group, then the
+        estimator's batch hook (if any) over the whole batch.
     """
     fn = get_estimator(estimator)
     check_options(estimator, options)
@@ -187,32 +235,62 @@ def compute_advantages(
     if c is None and estimator in NEEDS_CLUSTERS:
         raise ValueError(f"estimator {estimator!r} needs cluster ids; clusters is None")
     set_size = options.get("set_size", estimator_options(estimator).get("set_size"))
+    keys = _prompt_keys(prompt_keys, r.size, estimator, options)
+    groups = _group_slices(r.size, group_sizes, group_ids)
     out = np.empty(r.size)
-    for g, idx in enumerate(_group_slices(r.size, group_sizes, group_ids)):
+    for g, idx in enumerate(groups):
         if idx.size == 1 and singletons != "estimator":
             out[idx] = r[idx] if singletons == "reward" else 0.0
             continue
-        opts = options
+        opts = options if keys is None else {**options, "prompt_key": _group_key(keys, idx, g)}
         if short_groups == "shrink" and isinstance(set_size, (int, np.integer)) and set_size > idx.size:
-            opts = {**options, "set_size": int(idx.size)}
+            opts = {**opts, "set_size": int(idx.size)}
         try:
             out[idx] = fn(r[idx], None if c is None else c[idx], **opts)
         except ValueError as e:
             raise type(e)(f"group {g} (rollouts {idx.tolist()[:8]}{'...' if idx.size > 8 else ''}): {e}") from e
+    hook = get_batch_hook(fn)
+    if hook is not None:
+        out = hook(out, rewards=r, clusters=c, groups=groups, **options)
     return out
+
+
+def _prompt_keys(prompt_keys, total: int, estimator: str, options: dict) -> np.ndarray | None:
+    """Per-rollout prompt keys, or None when the estimator does not take ``prompt_key``."""
+    if prompt_keys is None or "prompt_key" not in runtime_options(estimator):
+        return None
+    if "prompt_key" in options:
+        raise ValueError("give prompt_keys (one per rollout) or the option prompt_key, not both")
+    keys = np.asarray(list(prompt_keys), dtype=object)
+    if keys.shape != (total,):
+        raise ValueError(f"prompt_keys has {keys.size} entries; expected {total}, one per rollout")
+    return keys
+
+
+def _group_key(keys: np.ndarray, idx: np.ndarray, g: int) -> object:
+    distinct = {str(k) for k in keys[idx]}
+    if len(distinct) != 1:
+        raise ValueError(f"group {g} has rollouts of {len(distinct)} prompts (prompt_keys "
+                         f"{sorted(distinct)[:4]}); a group is one prompt's rollouts")
+    return keys[idx[0]]
 
 
 __all__ = [
     "ESTIMATORS",
     "NEEDS_CLUSTERS",
+    "RUNTIME_OPTIONS",
     "SET_OBJECTIVES",
     "SHARED_OPTIONS",
     "SHORT_GROUPS",
     "SINGLETONS",
+    "AnswerHistory",
+    "BatchHook",
     "UnknownNameError",
     "all_subsets",
+    "batch_hook",
     "check_options",
     "compute_advantages",
+    "darling_advantages",
     "diversity_bonus",
     "dr_grpo_advantages",
     "estimator_options",
@@ -221,10 +299,17 @@ __all__ = [
     "grpo_advantages",
     "grpo_div_advantages",
     "marginal_from_sets",
+    "outcome_explore_advantages",
     "pass_at_k_advantages",
+    "pkpo_advantages",
     "poly_epo_advantages",
+    "reinforce_pp_baseline_advantages",
     "rloo_advantages",
+    "runtime_options",
     "sample_subsets",
     "set_rl_advantages",
     "shared_option_default",
+    "uniqueness_advantages",
+    "whiten_batch",
+    "with_batch_hook",
 ]

@@ -11,7 +11,8 @@ import numpy as np
 from ._checks import check_clusters, check_degenerate, check_finite_number, check_rewards
 
 
-def _center(r: np.ndarray, scale_by_std: bool, epsilon: float) -> np.ndarray:
+def center(r: np.ndarray, scale_by_std: bool, epsilon: float) -> np.ndarray:
+    """``r - mean r``, divided by ``std r + epsilon`` (sample std; 0 for one rollout) if ``scale_by_std``."""
     adv = r - r.mean()
     if scale_by_std:
         std = float(r.std(ddof=1)) if r.size > 1 else 0.0
@@ -26,7 +27,7 @@ def grpo_advantages(rewards, clusters=None, *, scale_by_std: bool = True, epsilo
     ``scale_by_std=False`` gives Dr.GRPO. ``clusters`` is ignored.
     """
     r = check_rewards(rewards)
-    return _center(r, bool(scale_by_std), check_finite_number(epsilon, "epsilon"))
+    return center(r, bool(scale_by_std), check_finite_number(epsilon, "epsilon"))
 
 
 def dr_grpo_advantages(rewards, clusters=None) -> np.ndarray:
@@ -82,4 +83,4 @@ def grpo_div_advantages(
     check_clusters(clusters, r.size)
     w = check_finite_number(weight, "weight")
     shaped = r + w * diversity_bonus(clusters, degenerate=degenerate)
-    return _center(shaped, bool(scale_by_std), check_finite_number(epsilon, "epsilon"))
+    return center(shaped, bool(scale_by_std), check_finite_number(epsilon, "epsilon"))

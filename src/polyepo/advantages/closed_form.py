@@ -267,35 +267,64 @@ def _low_distinct_term(
 
 
 @lru_cache(maxsize=256)
-def _top_position_probs(N: int, n: int) -> np.ndarray:
+def top_position_probs(N: int, n: int) -> np.ndarray:
     """p[j] = P(the best of a random (n-1)-subset of N-1 ranked items is item j), j = 0..N-2."""
     total = comb(N - 1, n - 1)
     return np.array([comb(N - 2 - j, n - 2) / total for j in range(N - 1)])
 
 
+PASS_AT_K_SCALES = ("none", "std")
+
+#: Added to the std in ``scale="std"`` (the value of Chen et al.'s code).
+STD_EPSILON = 1e-6
+
+
+def pass_at_k_conditional_means(r: np.ndarray, n: int) -> np.ndarray:
+    """``m_i = E[max_{j in G} r_j | i in G]`` over uniform n-subsets G, exact, by sorting.
+
+    Given i in G, the other n-1 members are a uniform (n-1)-subset of the other N-1 rollouts,
+    whose best member is the j-th best of them with probability ``C(N-2-j, n-2) / C(N-1, n-1)``.
+    """
+    N = r.size
+    if n == 1:
+        return r.copy()
+    order = np.argsort(-r, kind="stable")
+    v = r[order]
+    p = top_position_probs(N, n)
+    # Rollout at rank q (0-based): the others ranked above it are v[0..q-1] (>= r_i);
+    # the others ranked below are all <= r_i, so max(r_i, them) = r_i.
+    above = np.concatenate(([0.0], np.cumsum(p * v[:-1])))  # sum_{j<q} p[j] v[j]
+    below = np.concatenate((np.cumsum(p[::-1])[::-1], [0.0]))  # sum_{j>=q} p[j]
+    cond = np.empty(N)
+    cond[order] = above + v * below
+    return cond
+
+
 def pass_at_k_advantages(
-    rewards, clusters=None, set_size: int = 4, *, reduction: str = "sum"
+    rewards, clusters=None, set_size: int = 4, *, reduction: str = "sum", scale: str = "none"
 ) -> np.ndarray:
     """Marginal set advantages for ``f(G) = max_{i in G} r_i`` (pass@k for binary rewards).
 
-    Exact, O(N log N): sort the rewards; given i in G, the other n-1 members are a uniform
-    (n-1)-subset of the other N-1 rollouts, whose best member is the j-th best of them with
-    probability ``C(N-2-j, n-2) / C(N-1, n-1)``. ``clusters`` is accepted and ignored.
+    Exact, O(N log N), by sorting (:func:`pass_at_k_conditional_means`). ``clusters`` is
+    accepted and ignored.
+
+    ``scale="std"`` divides by ``sqrt(f (1 - f)) + 1e-6``, f = the group's mean over all
+    n-subsets of the max reward (its pass@n estimate), as Chen et al. 2025 ("Pass@k Training",
+    code in ``RUCAIBox/Passk_Training``); it needs rewards in [0, 1]. With ``reduction="mean"``
+    and 0/1 rewards this is their advantage exactly (docs/estimators.md).
     """
     r = check_rewards(rewards)
     N = r.size
     n = check_set_size(set_size, N)
     check_reduction(reduction)
-    if n == 1:
-        cond = r.copy()
-    else:
-        order = np.argsort(-r, kind="stable")
-        v = r[order]
-        p = _top_position_probs(N, n)
-        # Rollout at rank q (0-based): the others ranked above it are v[0..q-1] (>= r_i);
-        # the others ranked below are all <= r_i, so max(r_i, them) = r_i.
-        above = np.concatenate(([0.0], np.cumsum(p * v[:-1])))  # sum_{j<q} p[j] v[j]
-        below = np.concatenate((np.cumsum(p[::-1])[::-1], [0.0]))  # sum_{j>=q} p[j]
-        cond = np.empty(N)
-        cond[order] = above + v * below
-    return _marginal(cond, N, n, reduction)
+    if scale not in PASS_AT_K_SCALES:
+        raise ValueError(f"scale must be one of {', '.join(PASS_AT_K_SCALES)}; got {scale!r}")
+    if scale == "std" and (r.min() < 0.0 or r.max() > 1.0):
+        raise ValueError(f"scale='std' needs rewards in [0, 1] (f is a pass rate); got rewards in "
+                         f"[{r.min():g}, {r.max():g}]")
+    cond = pass_at_k_conditional_means(r, n)
+    adv = _marginal(cond, N, n, reduction)
+    if scale == "std":
+        f = float(cond.mean())  # each n-subset is counted n times: the mean over sets of max
+        adv = adv / (math.sqrt(max(f * (1.0 - f), 0.0)) + STD_EPSILON)
+    return adv

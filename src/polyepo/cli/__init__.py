@@ -17,7 +17,7 @@ app = typer.Typer(
 )
 
 # Importing a command module registers its commands on ``app``.
-from . import advantage, cluster, evaluate, rubric, score, train  # noqa: E402,F401
+from . import advantage, cluster, evaluate, judge, rubric, score, train  # noqa: E402,F401
 
 
 def main() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import wraps
-from typing import TypeVar
+from pathlib import Path
+from typing import Annotated, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,9 +18,19 @@ F = TypeVar("F", bound=Callable[..., object])
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print ``message`` as an error and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print ``message`` as an error (verbatim: brackets in it are not markup) and return the Exit to raise."""
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def error_message(e: BaseException) -> str:
+    """The text of an exception as a user should read it: a KeyError's message without the
+    quotes ``str(KeyError)`` adds, every other message exactly as raised."""
+    if isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], str):
+        return e.args[0]
+    return str(e)
 
 
 def user_errors(fn: F) -> F:
@@ -30,9 +41,25 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (ValueError, KeyError, OSError, OverflowError) as e:
-            raise fail(str(e).strip("'\"")) from None
+            raise fail(error_message(e)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def old_out(out: Path | None, short: Path | None) -> Path | None:
+    """``--out`` from ``--out`` or from ``-o``, its deprecated spelling in eval, rescore and report
+    (``-o`` means ``--option`` in every command that has options)."""
+    if short is None:
+        return out
+    if out is not None:
+        raise ValueError("give --out once (-o PATH is its deprecated spelling)")
+    err_console.print("note: -o PATH for --out is deprecated and will go away; write --out PATH "
+                      "(-o means --option key=value in the other commands)", highlight=False, soft_wrap=True)
+    return short
+
+
+#: the hidden, deprecated ``-o PATH`` of eval, rescore and report
+OldOutOpt = Annotated[Optional[Path], typer.Option("-o", hidden=True, help="Deprecated spelling of --out.")]
 
 
 def parse_number_list(text: str, name: str, cast: Callable[[str], object] = float) -> list:

@@ -2,52 +2,79 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-import sys
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
 from ..advantages import SHARED_OPTIONS
+from ..io import read_json_or_jsonl
 from . import app
 from ._common import console, parse_number_list, parse_options, user_errors
 
 
 def _read_groups(source: str) -> list[dict]:
-    text = sys.stdin.read() if source == "-" else Path(source).read_text()
-    text = text.strip()
-    if not text:
-        raise ValueError(f"{source}: empty input")
-    if text.startswith("["):
-        groups = json.loads(text)
-    else:
-        groups = [json.loads(line) for line in text.splitlines() if line.strip()]
-    for i, g in enumerate(groups):
-        if not isinstance(g, dict) or "rewards" not in g:
-            raise ValueError(f"{source}: group {i} must be an object with a 'rewards' list (and 'clusters')")
+    """Groups from a JSON array or JSONL file (``-``: stdin); errors name the file and the line."""
+    groups = []
+    for where, g in read_json_or_jsonl(source):
+        if not isinstance(g, dict) or not isinstance(g.get("rewards"), list):
+            raise ValueError(f"{where}: each group must be an object with a 'rewards' list (and 'clusters')")
+        groups.append(g)
     return groups
 
 
-def _run_estimators(names, rewards, clusters, set_size, reduction, extra) -> dict[str, list[float]]:
-    from ..advantages import NEEDS_CLUSTERS, estimator_options, group_advantages
+def _batch(groups: list[dict]) -> tuple[list[float], list[int] | None, list[int], list[str]]:
+    """The groups of a file as one batch: rewards, clusters (None unless every group has them),
+    group sizes, and one prompt key per rollout (``prompt_key``, else ``prompt``, else "-")."""
+    rewards: list[float] = []
+    clusters: list[int] | None = []
+    sizes, keys = [], []
+    for k, g in enumerate(groups):
+        r, c = list(g["rewards"]), g.get("clusters")
+        if c is not None and len(c) != len(r):
+            where = "" if len(groups) == 1 else f"group {k}: "
+            raise ValueError(f"{where}clusters has length {len(c)} but rewards has length {len(r)}")
+        rewards += r
+        sizes.append(len(r))
+        keys += [str(g.get("prompt_key", g.get("prompt", "-")))] * len(r)
+        clusters = None if c is None or clusters is None else clusters + list(c)
+    return rewards, clusters, sizes, keys
 
-    out = {}
+
+def _run_estimators(names, groups, set_size, reduction, extra) -> list[dict[str, list[float]]]:
+    """Every estimator over the whole input as one batch (batch hooks see all groups; the
+    historical ``outcome_explore`` counts answers across the groups, in file order)."""
+    from ..advantages import (
+        NEEDS_CLUSTERS,
+        AnswerHistory,
+        compute_advantages,
+        estimator_options,
+        runtime_options,
+    )
+
+    rewards, clusters, sizes, keys = _batch(groups)
+    bounds = [0, *itertools.accumulate(sizes)]
+    out: list[dict[str, list[float]]] = [{} for _ in groups]
     for name in names:
         valid = estimator_options(name)
         opts = {k: v for k, v in (("set_size", set_size), ("reduction", reduction)) if k in valid and v is not None}
         opts.update(extra)
+        if "history" in runtime_options(name):
+            opts.setdefault("history", AnswerHistory())
         if clusters is None and name in NEEDS_CLUSTERS:
-            raise ValueError(f"estimator {name!r} needs --clusters")
-        out[name] = group_advantages(name, rewards, clusters, **opts).tolist()
+            raise ValueError(f"estimator {name!r} needs --clusters" + ("" if len(groups) == 1 else " in every group"))
+        adv = compute_advantages(rewards, clusters, group_sizes=sizes, estimator=name, prompt_keys=keys, **opts)
+        for k, (a, b) in enumerate(zip(bounds, bounds[1:])):
+            out[k][name] = adv[a:b].tolist()
     return out
 
 
 @app.command()
 @user_errors
 def advantage(
-    source: Annotated[Optional[str], typer.Argument(help="JSON/JSONL file of groups {\"rewards\": [...], \"clusters\": [...]}, or - for stdin.")] = None,
+    source: Annotated[Optional[str], typer.Argument(help="JSON/JSONL file of groups {\"rewards\": [...], \"clusters\": [...], \"prompt_key\": ...}, or - for stdin.")] = None,
     rewards: Annotated[Optional[str], typer.Option("--rewards", "-r", help="One group's rewards, e.g. 1,0,0,1.")] = None,
     clusters: Annotated[Optional[str], typer.Option("--clusters", "-c", help="Its cluster ids, e.g. 1,2,2,100.")] = None,
     estimator: Annotated[Optional[list[str]], typer.Option("--estimator", "-e", help="Estimator name; repeat to compare several.")] = None,
@@ -57,7 +84,13 @@ def advantage(
     option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Extra estimator option key=value, e.g. min_distinct=1 or degenerate=[100].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Compute the advantages of one group (or of every group in a file) and print them."""
+    """Compute the advantages of one group (or of every group in a file, as one batch) and print them.
+
+    A file's groups form one batch: an estimator with a batch step (reinforce_pp_baseline)
+    normalises over all of them, and outcome_explore's historical variant
+    (-o variant=historical) counts answers across them in file order, per prompt_key
+    (or prompt) of each group.
+    """
     from ..advantages import ESTIMATORS, NEEDS_CLUSTERS
 
     if source is not None and rewards is not None:
@@ -70,14 +103,13 @@ def advantage(
     else:
         raise ValueError("nothing to compute: pass --rewards 1,0,0,1 [--clusters 1,2,2,3] or a SOURCE file")
     extra = parse_options(option or [])
-    results = []
-    for g in groups:
-        cl = g.get("clusters")
-        if all_estimators:
-            names = [e for e in ESTIMATORS.names() if e != "set_rl" and (cl is not None or e not in NEEDS_CLUSTERS)]
-        else:
-            names = estimator or ["poly_epo" if cl is not None else "dr_grpo"]
-        results.append({**g, "advantages": _run_estimators(names, g["rewards"], cl, set_size, reduction, extra)})
+    clustered = all(g.get("clusters") is not None for g in groups)
+    if all_estimators:
+        names = [e for e in ESTIMATORS.names() if e != "set_rl" and (clustered or e not in NEEDS_CLUSTERS)]
+    else:
+        names = estimator or ["poly_epo" if clustered else "dr_grpo"]
+    advantages = _run_estimators(names, groups, set_size, reduction, extra)
+    results = [{**g, "advantages": adv} for g, adv in zip(groups, advantages)]
     if as_json:
         print(json.dumps(results if source is not None else results[0]))
         return
@@ -105,16 +137,19 @@ def _fmt(x: float, column: list[float]) -> str:
 
 @app.command()
 def estimators() -> None:
-    """List the registered advantage estimators, their options and defaults."""
-    from ..advantages import ESTIMATORS, NEEDS_CLUSTERS, estimator_options
+    """List the registered advantage estimators, their options and defaults (docs/estimators.md)."""
+    from ..advantages import ESTIMATORS, NEEDS_CLUSTERS, batch_hook, estimator_options, runtime_options
 
     table = Table()
-    for col in ("name", "clusters", "options (defaults)", "what it computes"):
+    for col in ("name", "clusters", "batch step", "options (defaults)", "what it computes"):
         table.add_column(col)
     for name in ESTIMATORS.names():
         doc = (ESTIMATORS.get(name).__doc__ or "").strip().splitlines()[0]
         opts = ", ".join(f"{k}={v!r}" for k, v in estimator_options(name).items())
-        table.add_row(name, "yes" if name in NEEDS_CLUSTERS else "no", opts, doc)
+        runtime = sorted(runtime_options(name))
+        if runtime:
+            opts += f"; at run time: {', '.join(runtime)}"
+        table.add_row(name, "yes" if name in NEEDS_CLUSTERS else "no", "yes" if batch_hook(name) else "no", opts, doc)
     console.print(table)
     shared = Table("shared option", "meaning")
     for name, meaning in SHARED_OPTIONS.items():

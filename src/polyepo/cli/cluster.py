@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -11,6 +10,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
+from ..io import read_json_or_jsonl, read_text
 from . import app
 from ._common import console, err_console, fail, parse_options, user_errors
 
@@ -21,28 +21,17 @@ OptionOpt = Annotated[Optional[list[str]], typer.Option(
 
 
 def read_groups(source: str) -> list[dict[str, Any]]:
-    """Groups from a JSONL / JSON array / YAML file, or ``-`` for JSONL on stdin."""
-    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    if not text.strip():
-        raise ValueError(f"{source}: empty input")
+    """Groups from a JSONL / JSON array / YAML file, or ``-`` for JSONL on stdin (errors name the line)."""
     if source.endswith((".yaml", ".yml")):
         import yaml
 
-        groups = yaml.safe_load(text)
-    elif text.lstrip().startswith("["):
-        groups = json.loads(text)
+        located = [(f"{source}: group {i}", g) for i, g in enumerate(yaml.safe_load(read_text(source)) or [])]
     else:
-        groups = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    groups.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{source}: line {n} is not JSON ({e.msg})") from None
-    for i, g in enumerate(groups):
+        located = read_json_or_jsonl(source)
+    for where, g in located:
         if not isinstance(g, dict) or not isinstance(g.get("responses"), list):
-            raise ValueError(f"{source}: group {i} must be an object with a 'responses' list (and a 'prompt')")
-    return groups
+            raise ValueError(f"{where}: each group must be an object with a 'responses' list (and a 'prompt')")
+    return [g for _, g in located]
 
 
 def _cluster_all(clusterer: Any, groups: list[dict[str, Any]], chunk: int) -> list[Any]:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..evaluate.sampling import SamplingSettings
 from . import app
-from ._common import console, dataclass_options, err_console, parse_options, user_errors
+from ._common import OldOutOpt, console, dataclass_options, err_console, old_out, parse_options, user_errors
 
 KOpt = Annotated[Optional[list[int]], typer.Option("--k", "-k", help="Extra k besides the powers of two up to n (repeat); k > n is skipped with a note.")]
 FilterBase = Annotated[Optional[Path], typer.Option("--filter-base", help="Base model's results file: keep only the problems it solved --solved times out of --of.")]
@@ -42,7 +42,7 @@ def eval_(
     split: Annotated[str, typer.Option("--split", "-s", help="Task split.")] = "test",
     task_option: Annotated[Optional[list[str]], typer.Option("--task-option", "-T", help="Task option key=value (repeat).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Only the first LIMIT problems of the split.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results file (default: RUN_DIR/eval/... or eval/MODEL/...). An existing one is resumed.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Results file (default: RUN_DIR/eval/... or eval/MODEL/...). An existing one is resumed.")] = None,
     reward: Annotated[Optional[str], typer.Option(help="Reward function (default: the task's).")] = None,
     reward_option: Annotated[Optional[list[str]], typer.Option(help="Reward option key=value (repeat).")] = None,
     clusterer: Annotated[Optional[str], typer.Option(help="Clustering backend (default: the task's).")] = None,
@@ -51,9 +51,12 @@ def eval_(
     correct_threshold: Annotated[float, typer.Option(help="A sample is correct when its reward is >= this.")] = 1.0,
     label: Annotated[Optional[str], typer.Option(help="Name in reports (default: the run's estimator, or the model name).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    out_short: OldOutOpt = None,
 ) -> None:
     """Sample n answers per problem, score and cluster them, store everything in a results file."""
     from ..evaluate import evaluate, summarize
+
+    out = old_out(out, out_short)
 
     path = evaluate(
         model, task, split, limit=limit, out=out, task_options=parse_options(task_option or []), reward=reward,
@@ -70,7 +73,7 @@ def eval_(
 @user_errors
 def rescore(
     results: Annotated[Path, typer.Argument(help="A finished results file.")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="New file (default: rewrite RESULTS in place, atomically).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="New file (default: rewrite RESULTS in place, atomically).")] = None,
     reward: Annotated[Optional[str], typer.Option(help="Reward function (default: the recorded one).")] = None,
     reward_option: Annotated[Optional[list[str]], typer.Option(help="Reward option key=value (repeat).")] = None,
     clusterer: Annotated[Optional[str], typer.Option(help="Clusterer (default: the recorded one).")] = None,
@@ -79,9 +82,12 @@ def rescore(
     correct_threshold: Annotated[Optional[float], typer.Option(help="Correct when reward >= this (default: as recorded).")] = None,
     what: Annotated[str, typer.Option(help="What to recompute: both, rewards, clusters.")] = "both",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    out_short: OldOutOpt = None,
 ) -> None:
     """Re-score and/or re-cluster stored samples without sampling again."""
     from ..evaluate import rescore as do_rescore
+
+    out = old_out(out, out_short)
 
     if what not in ("both", "rewards", "clusters"):
         raise ValueError(f"--what must be one of both, rewards, clusters; got {what!r}")
@@ -140,16 +146,19 @@ def metrics(
 @user_errors
 def report(
     runs: Annotated[list[str], typer.Argument(help="Results files or training run directories, optionally LABEL=PATH; one label per method, several runs per label = seeds.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Report directory.")] = Path("report"),
+    out: Annotated[Optional[Path], typer.Option("--out", help="Report directory (default: report).")] = None,
     k: KOpt = None,
     filter_base: FilterBase = None,
     solved: Solved = "1:12",
     of: Of = None,
     split: Annotated[Optional[str], typer.Option(help="Only results of this split (run directories may hold several).")] = None,
     title: Annotated[str, typer.Option(help="Report title.")] = "polyepo evaluation report",
+    out_short: OldOutOpt = None,
 ) -> None:
     """Compare runs side by side: pass@k curves, distinct strategies, training curves, a table (PNG + Markdown + HTML)."""
     from ..report import build_report
+
+    out = old_out(out, out_short) or Path("report")
 
     ids, note = _filter(filter_base, solved, of)
     path = build_report(runs, out, ks=k, problem_ids=ids, filter_note=note, split=split, title=title)

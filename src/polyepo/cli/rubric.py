@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
 
+from ..io import read_json_or_jsonl, read_text
 from . import app
 from ._common import console, fail, parse_options, user_errors
 
@@ -22,18 +22,19 @@ OptionOpt = Annotated[Optional[list[str]], typer.Option(
 
 
 def read_records(source: str) -> list[dict[str, Any]]:
-    """Objects from a JSONL, JSON-array or YAML file."""
-    text = Path(source).read_text(encoding="utf-8")
+    """Objects from a JSONL, JSON-array or YAML file (errors name the file and the line)."""
     if source.endswith((".yaml", ".yml")):
         import yaml
 
-        records = yaml.safe_load(text)
-    elif text.lstrip().startswith("["):
-        records = json.loads(text)
-    else:
-        records = [json.loads(line) for line in text.splitlines() if line.strip()]
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise ValueError(f"{source}: expected one JSON object per line (or a list of objects)")
+        records = yaml.safe_load(read_text(source))
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise ValueError(f"{source}: expected a list of objects")
+        return records
+    records = []
+    for where, r in read_json_or_jsonl(source):
+        if not isinstance(r, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(r).__name__}")
+        records.append(r)
     return records
 
 
@@ -133,7 +134,7 @@ def score(
         table.add_column(col, justify="left" if col in ("problem", "verdicts", "status") else "right")
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     for pid, value, res in zip(columns.get("problem_id", ["?"] * len(rewards)), rewards, results):
-        verdicts = " ".join(f"{i}:{v[0]}" for i, v in res.verdicts.items())
+        verdicts = " ".join(f"{i}:{v}" for i, v in res.verdicts.items())  # met | partial | missed
         table.add_row(str(pid), fmt(value), fmt(res.outcome), fmt(res.process), verdicts,
                       "yes" if res.echo and res.echo.flagged else "", res.status + (f": {res.error}" if res.error else ""))
     console.print(table)

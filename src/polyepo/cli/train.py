@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from . import app
-from ._common import console, quiet_libraries, user_errors
+from ._common import console, fail, quiet_libraries, user_errors
 
 ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", help="YAML run config (see examples/).")]
 OverridesArg = Annotated[Optional[list[str]], typer.Argument(
@@ -41,8 +41,27 @@ def train(
         return
     from ..workflow.run import train as run_train
 
-    out = run_train(cfg, resume=resume, overwrite=overwrite)
+    try:
+        out = run_train(cfg, resume=resume, overwrite=overwrite)
+    except KeyboardInterrupt:
+        raise fail(_interrupted(cfg, config, overrides or []), code=130) from None
     console.print(f"[green]done[/]: model in {out / 'final'}, logs in {out / 'log.jsonl'}")
+
+
+def _interrupted(cfg, config: str | None, overrides: list[str]) -> str:
+    """What to say after Ctrl-C: where the run stands and the command that continues it."""
+    import shlex
+
+    from ..models import latest_checkpoint
+
+    out = cfg.resolved_output_dir()
+    ckpt = latest_checkpoint(out) if out.is_dir() else None
+    command = shlex.join(["polyepo", "train", *(["--config", config] if config else []), *overrides])
+    if ckpt is None:
+        return (f"interrupted before the first checkpoint of {out}; start afresh with: {command} --overwrite "
+                "(trainer.save_steps sets how often checkpoints are written)")
+    fresh = "" if (ckpt / "optimizer.pt").is_file() else " (it holds weights only: the optimizer starts afresh)"
+    return f"interrupted; the newest checkpoint is {ckpt}. Continue from it with: {command} --resume{fresh}"
 
 
 def _print_dry_run(info: dict) -> None:
@@ -63,13 +82,18 @@ def _print_dry_run(info: dict) -> None:
 
 def _print_trainer_keys() -> None:
     from dataclasses import MISSING
+    from pathlib import Path
 
     from ..workflow.config import trainer_fields
+    from ..workflow.run import trainer_defaults
 
-    table = Table("key", "default", "help")
+    ours = trainer_defaults(Path("."))
+    ours.pop("output_dir")  # the run config's top-level output_dir
+    table = Table("key", "default", "help", title="trainer.* keys; a default marked * is polyepo train's (TRL's in brackets)")
     for name, f in sorted(trainer_fields().items()):
         default = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else "")
-        table.add_row(name, repr(default), (f.metadata or {}).get("help", "")[:160])
+        shown = f"{ours[name]!r} * ({default!r})" if name in ours and ours[name] != default else repr(default)
+        table.add_row(name, shown, (f.metadata or {}).get("help", "")[:160])
     console.print(table)
 
 
@@ -82,14 +106,53 @@ def compare(
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
     resume: Annotated[bool, typer.Option(help="Skip runs whose final model exists; resume interrupted ones.")] = True,
     evaluate: Annotated[bool, typer.Option("--eval/--no-eval", help="Evaluate the base model and every run after training, then build the report.")] = True,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check every run's settings and the eval section, then push one group through each estimator (first seed); no training.")] = False,
 ) -> None:
     """Train the same config with several estimators x seeds (only the advantage differs), then evaluate and report."""
+    quiet_libraries()
+    names = [e.strip() for e in estimators.split(",") if e.strip()]
+    seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    if dry_run:
+        _compare_dry_run(config, overrides or [], names, seed_list, evaluate)
+        return
     from ..workflow.compare import run_compare
 
-    quiet_libraries()
-    out = run_compare(config, overrides or [], [e.strip() for e in estimators.split(",") if e.strip()],
-                      [int(s) for s in seeds.split(",") if s.strip()], resume=resume, evaluate=evaluate)
+    try:
+        out = run_compare(config, overrides or [], names, seed_list, resume=resume, evaluate=evaluate)
+    except KeyboardInterrupt:
+        raise fail("interrupted; run the same command again: finished runs are skipped and interrupted ones "
+                   "resume from their newest checkpoint", code=130) from None
     console.print(f"[green]done[/]: {out}")
+
+
+def _compare_dry_run(config: str | None, overrides: list[str], names: list[str], seeds: list[int], evaluate: bool) -> None:
+    from ..advantages import group_advantages
+    from ..workflow.compare import plan_runs
+    from ..workflow.config import load_run_config
+    from ..workflow.run import build_trainer_args, dry_run, prepare
+
+    base = load_run_config(config, overrides)
+    runs = plan_runs(base, names, seeds)  # every (estimator, seed) config is checked here
+    if evaluate:
+        from ..workflow.compare_eval import eval_settings
+
+        s = eval_settings(base)
+        console.print(f"eval: splits {', '.join(s['splits'])}, n = {s['sampling']['n']}, limit {s['limit']}, the base model and every run")
+    first = True
+    for cfg in runs[::len(seeds)]:
+        info = dry_run(cfg)
+        est = cfg.trainer["estimator"]
+        if first:
+            console.print(f"one group of {info['task']}: {info['prompt'][:120]!r}", highlight=False)
+            console.print(f"  rewards   {' '.join(f'{r:g}' for r in info['rewards'])}\n  clusters  "
+                          + ("-" if info["clusters"] is None else " ".join(map(str, info["clusters"]))), highlight=False)
+            first = False
+        kwargs = build_trainer_args(prepare(cfg).trainer_kwargs).estimator_kwargs()
+        adv = group_advantages(est, info["rewards"], info["clusters"], **kwargs)  # with its batch step, if any
+        console.print(f"  {est:<22} {' '.join(f'{a:+.3f}' for a in adv)}   -> {info['output_dir']}",
+                      highlight=False, soft_wrap=True)
+    console.print(f"[bold]dry run OK[/]: {len(runs)} runs ({len(names)} estimators x {len(seeds)} seeds), "
+                  f"model {base.model}, task {base.task}")
 
 
 @app.command()
@@ -127,7 +190,8 @@ def tasks(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             rows.append({"name": name, "splits": list(task.splits), "reward": task.reward.name,
                          "clusterer": task.clusterer.name if task.clusterer else None, "about": summary})
         except (ValueError, TypeError, ImportError) as e:  # tasks that need options (files) or packages
-            rows.append({"name": name, "splits": [], "reward": "-", "clusterer": "-", "about": f"{summary} ({e})"})
+            rows.append({"name": name, "splits": [], "reward": getattr(factory, "default_reward", None) or "-",
+                         "clusterer": getattr(factory, "default_clusterer", None) or "-", "about": f"{summary} ({e})"})
     if as_json:
         print(json.dumps(rows))
         return

@@ -10,6 +10,7 @@ knows the strategy of each answer exactly (the toy task) passes its own key.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import re
 from collections.abc import Callable, Hashable, Sequence
@@ -101,6 +102,13 @@ def resolve_key(key: str | KeyFunction) -> KeyFunction:
     raise ValueError(f"key must be a callable, one of {', '.join(ANSWER_KEYS)}, or 'module:function'; got {key!r}")
 
 
+def stable_id(key: Hashable, degenerate: int = 100) -> int:
+    """An id for ``key`` that is the same in every group, step and process: a 56-bit blake2b
+    hash of ``repr(key)`` plus 1 (never 0; the degenerate id is skipped)."""
+    h = int.from_bytes(hashlib.blake2b(repr(key).encode(), digest_size=7).digest(), "big") + 1
+    return h + 1 if h == degenerate else h
+
+
 @CLUSTERERS.register("answer")
 class AnswerClusterer(BaseClusterer):
     """Same cluster iff same key; a None key is degenerate.
@@ -110,15 +118,19 @@ class AnswerClusterer(BaseClusterer):
             ``last_line``) or ``"module:function"``. ``context`` holds the group's columns.
         degenerate: id of degenerate responses.
         check: an extra text-level degenerate check run before the key (None = key only).
+        stable_ids: ids that name the key itself (:func:`stable_id`), the same for the same
+            answer in every group and step, instead of 1, 2, ... by first appearance: what the
+            historical ``outcome_explore`` estimator needs to count answers across steps.
     """
 
     name = "answer"
 
     def __init__(self, *, key: str | KeyFunction = "math", degenerate: int = 100,
-                 check: DegenerateCheck | None = None) -> None:
+                 check: DegenerateCheck | None = None, stable_ids: bool = False) -> None:
         super().__init__(degenerate=degenerate)
         self.key = resolve_key(key)
         self.check = check
+        self.stable_ids = bool(stable_ids)
 
     def cluster(self, prompt: str, responses: Sequence[str], **context: Any) -> ClusterResult:
         keys = []
@@ -129,6 +141,9 @@ class AnswerClusterer(BaseClusterer):
             except TypeError:
                 raise ValueError(f"key function returned an unhashable {type(k).__name__} for response {i}") from None
             keys.append(k)
+        if self.stable_ids:
+            ids = [self.degenerate if k is None else stable_id(k, self.degenerate) for k in keys]
+            return ClusterResult(ids=ids, backend=self.name, degenerate=self.degenerate)
         return self.result(keys)
 
 

@@ -59,7 +59,10 @@ def resolve_model(name_or_path: str | os.PathLike, *, rebuild: bool = False) -> 
         raise ValueError(f"{path} is a directory but holds no model (config.json + *.safetensors), "
                          "final/ or checkpoint-N/")
     name = str(name_or_path)
-    if name not in MODELS and "/" in name and not name.startswith((".", "/", "~")):
+    if name not in MODELS and (name.startswith((".", "/", "~")) or name.count("/") > 1 or path.parent.is_dir() and "/" in name):
+        raise ValueError(f"model directory {path} does not exist (a model is a bundled name, see `polyepo models`; "
+                         "a model or run directory; or a hub id org/name)")
+    if name not in MODELS and "/" in name:
         return name  # a hub id, for users with network access
     builder = MODELS.get(name)  # unknown names list the bundled ones
     target = cache_dir() / "models" / name
@@ -149,3 +152,11 @@ def build_toy_base(target: Path) -> None:
     from .warmstart import WarmstartConfig, warmstart_toy_paths
 
     warmstart_toy_paths(WarmstartConfig(), target)
+
+
+@MODELS.register("toy-paths-rare-base")
+def build_toy_rare_base(target: Path) -> None:
+    """The rare-route toy task's base model: the same recipe on ``toy_paths_rare`` data."""
+    from .warmstart import WarmstartConfig, warmstart_toy_paths
+
+    warmstart_toy_paths(WarmstartConfig(task="toy_paths_rare"), target)

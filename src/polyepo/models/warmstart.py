@@ -53,6 +53,8 @@ class WarmstartConfig:
 
     seed: int = 0
     """Seeds the data, the model initialisation and the trainer."""
+    task: str = "toy_paths"
+    """The toy task the data is drawn from; its answers' mix is the task's (``toy_paths_rare``: rare routes)."""
     width: int = 3
     """Nodes per layer of the toy graph."""
     examples: int = 4000
@@ -71,9 +73,9 @@ class WarmstartConfig:
 
 def warmstart_rows(cfg: WarmstartConfig) -> list[dict[str, str]]:
     """The SFT data: prompt-completion pairs, the completion ending in the eos token."""
-    from ..tasks.toy_paths import ToyPathsTask
+    from ..tasks import load_task
 
-    task = ToyPathsTask(width=cfg.width, sizes={"train": max(cfg.examples, 1)})
+    task = load_task(cfg.task, width=cfg.width, sizes={"train": max(cfg.examples, 1)})
     rng = random.Random(f"warmstart/{cfg.seed}")
     rows = task.rows("train", cfg.examples)
     return [{"prompt": r["prompt"], "completion": task.warmstart_answer(r, rng, cfg.noise, cfg.popular_bias) + " <eos>"}

@@ -16,17 +16,42 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..evaluate.results import read_results
 from .render import Block, to_html, to_markdown
 from .runs import Run, RunSpec, check_comparable, combine, group, load_run
 
 __all__ = ["RunSpec", "build_report"]
 
 
-def _specs(runs: Sequence[RunSpec | str | os.PathLike]) -> list[RunSpec]:
-    out: list[RunSpec] = []
+def _specs(runs: Sequence[RunSpec | str | os.PathLike]) -> list[tuple[str, RunSpec]]:
+    """``(what the caller named, spec)``: a run directory names one spec per results file."""
+    out: list[tuple[str, RunSpec]] = []
     for r in runs:
-        out.extend([r] if isinstance(r, RunSpec) else RunSpec.parse(r))
+        specs = [r] if isinstance(r, RunSpec) else RunSpec.parse(r)
+        named = str(r) if not isinstance(r, RunSpec) else str(r.results or r.run_dir)
+        out.extend((named, s) for s in specs)
     return out
+
+
+def _load(specs: list[tuple[str, RunSpec]], options: dict[str, Any], split: str | None) -> list[Run]:
+    """The runs of ``split``; a run named by the caller with no results of that split is an error
+    (it never silently leaves the report)."""
+    loaded: list[Run] = []
+    kept: dict[str, bool] = {}
+    splits: dict[str, list[str]] = {}
+    for named, spec in specs:
+        run = load_run(spec, options, split)
+        kept[named] = kept.get(named, False) or run is not None
+        if run is None:
+            splits.setdefault(named, []).append(read_results(spec.results).header["task"]["split"])
+        else:
+            loaded.append(run)
+    dropped = [n for n, ok in kept.items() if not ok]
+    if dropped:
+        which = "; ".join(f"{n} has {', '.join(sorted(set(splits[n])))}" for n in dropped)
+        raise ValueError(f"no results of split {split!r} in {len(dropped)} of the runs named ({which}); "
+                         "leave them out of the report or choose another split")
+    return loaded
 
 
 def build_report(
@@ -50,7 +75,8 @@ def build_report(
         ks: extra k values for the metrics (k > n is skipped with a note).
         problem_ids: restrict every run to these problems (e.g. a pass-rate filter's output);
             ``filter_note`` describes the filter in the report.
-        split: keep only results of this task split (a run directory may hold several).
+        split: keep only results of this task split (a run directory may hold several); a run
+            named in ``runs`` with no results of this split is an error, never left out silently.
         title: the report's title.
         bootstrap, seed: bootstrap resamples and seed of the per-run metrics.
     """
@@ -61,9 +87,7 @@ def build_report(
         raise ValueError("no runs to report on")
     options: dict[str, Any] = {"ks": list(ks or []), "bootstrap": bootstrap, "seed": seed,
                                "problem_ids": None if problem_ids is None else set(problem_ids)}
-    loaded = [r for r in (load_run(s, options, split) for s in specs) if r is not None]
-    if not loaded:
-        raise ValueError(f"no results of split {split!r} among the runs given")
+    loaded = _load(specs, options, split)
     check_comparable(loaded)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,6 +100,7 @@ def build_report(
         blocks.append(Block("p", "± is one standard error: across the runs of a label when it has several "
                                  "(e.g. seeds), else over problems (std / √P). Bootstrap standard errors and "
                                  "every k are in `metrics.json`."))
+        blocks += _coverage_section(evaluated, n)
         blocks += [Block("h2", "Coverage: pass@k"), _img(plot_curves(
             evaluated, "pass_at_k", "pass@k", f"pass@k, n = {n} samples per problem, {s.problems} problems",
             out / "pass_at_k.png", probability=True, failure_panel=True),
@@ -145,6 +170,47 @@ def _table(groups: dict[str, list[Run]], ks: list[int], requested: list[int]) ->
     return Block("table", header=header, rows=rows)
 
 
+#: The label of the base model in a comparison (``polyepo compare`` evaluates it as ``base``).
+BASE_LABEL = "base"
+GAIN_COLUMNS = (("solved", "solved at k = n"), ("gained", "gained over base"), ("lost", "lost"),
+                ("new_strategies", "new correct strategies"))
+
+
+def coverage_gains(groups: dict[str, list[Run]]) -> dict[str, list[dict[str, int]]]:
+    """Per label (other than ``base``), each run's :func:`polyepo.metrics.coverage_gain` over the
+    single ``base`` run; empty without exactly one ``base`` run."""
+    from ..metrics import coverage_gain
+
+    base = groups.get(BASE_LABEL, [])
+    if len(base) != 1:
+        return {}
+    ref = base[0].results
+    threshold = ref.header.get("correct_threshold", 1.0)
+    return {label: [coverage_gain(ref.problems, r.results.problems, correct_threshold=threshold) for r in rs]
+            for label, rs in groups.items() if label != BASE_LABEL}
+
+
+def _coverage_section(groups: dict[str, list[Run]], n: int) -> list[Block]:
+    gains = coverage_gains(groups)
+    if not gains:
+        return []
+    rows = []
+    for label, gs in gains.items():
+        cells = []
+        for key, _ in GAIN_COLUMNS:
+            values = [float(g[key]) for g in gs]
+            m, se, _ = combine(values, [float("nan")])
+            cells.append(f"{m:.1f} ± {se:.1f}" if len(values) > 1 else f"{m:.0f}")
+        rows.append([label, str(len(gs))] + cells)
+    problems = next(iter(gains.values()))[0]["problems"]
+    return [Block("h2", "Coverage gained over the base"),
+            Block("table", header=["label", "runs"] + [c for _, c in GAIN_COLUMNS], rows=rows),
+            Block("p", f"Counts over the {problems} problems, with n = {n} samples each: problems with a correct "
+                       "sample (solved at k = n), those the base model did not solve (gained) or did (lost), and "
+                       "correct strategies of the run that the base never sampled on that problem, summed over "
+                       "problems. ± is one standard error across the runs of a label.")]
+
+
 def _runs_section(runs: list[Run]) -> list[Block]:
     rows, notes = [], []
     for r in runs:
@@ -187,5 +253,7 @@ def _metrics(groups: dict[str, list[Run]], runs: list[Run]) -> dict[str, Any]:
         entry["distinct_correct"] = dict(zip(("mean", "se", "se_over"), combine(
             [r.summary.distinct_correct.mean for r in rs], [r.summary.distinct_correct.se for r in rs])))
         labels[label] = entry
+    for label, gs in coverage_gains(groups).items():
+        labels[label]["coverage_gain"] = gs
     return {"labels": labels, "runs": [{"label": r.label, "name": r.name, "run_dir": str(r.run_dir or ""),
                                         "summary": r.summary.to_dict() if r.summary else None} for r in runs]}

@@ -39,17 +39,20 @@ def _limits(limits: Limits | None, timeout_s: float, memory_mb: int) -> Limits:
 
 def run_python_tests(program: str, test: str, *, entry_point: str | None = None, timeout_s: float = 5.0,
                      memory_mb: int = 1024, strict_returns: bool = True, limits: Limits | None = None,
-                     config: SandboxConfig | None = None) -> SandboxResult:
-    """Run ``program``, then ``test`` in the same namespace, isolated; the verdict.
+                     config: SandboxConfig | None = None, helpers: str | None = None) -> SandboxResult:
+    """Run ``program``, then ``test`` against it, isolated, the test out of the program's reach; the verdict.
 
-    ``result.passed`` is True only if the test ran to its end without an exception, proven by
-    a nonce that reaches the program's process only after the test finished. With
-    ``entry_point`` (HumanEval's ``"add"``, leetcode's ``"Solution().twoSum"``) the test's
-    ``check`` is then called with it; ``strict_returns`` makes a return value that is not plain
-    builtin data fail (an object whose ``__eq__`` is always True). ``limits`` overrides
+    The test runs in a process of its own, after ``helpers`` (the task's trusted code: its
+    prompt's imports and helper functions); it calls the program's top-level callables through
+    proxies that carry plain data only. ``result.passed`` is True only if the test ran to its
+    end without an exception, proven by a nonce that only the test process receives, after the
+    test finished. With ``entry_point`` (HumanEval's ``"add"``, leetcode's
+    ``"Solution().twoSum"``) the test's ``check`` is then called with it. A value that is not
+    plain data (an object whose ``__eq__`` is always True) ends the run as ``unserializable``;
+    ``strict_returns`` is kept for compatibility and changes nothing. ``limits`` overrides
     ``timeout_s`` and ``memory_mb`` with a full set of limits.
     """
-    job = Job(program, test=test, entry_point=entry_point, strict_returns=strict_returns)
+    job = Job(program, test=test, entry_point=entry_point, strict_returns=strict_returns, helpers=helpers)
     return shared_pool(config).run(job, _limits(limits, timeout_s, memory_mb))
 
 
@@ -68,11 +71,11 @@ def run_stdio_tests(program: str, cases: Iterable[StdioCase | tuple[str, str] | 
 
 
 def as_job(item: Job | Sequence | dict) -> Job:
-    """A Job from a Job, a ``(program, test[, entry_point])`` tuple, or a dict with those keys (or ``cases``)."""
+    """A Job from a Job, a ``(program, test[, entry_point])`` tuple, or a dict with those keys (or ``cases``, ``helpers``)."""
     if isinstance(item, Job):
         return item
     if isinstance(item, dict):
-        keys = {"program", "test", "entry_point", "cases", "strict_returns", "float_tol"}
+        keys = {"program", "test", "entry_point", "cases", "strict_returns", "float_tol", "helpers"}
         unknown = set(item) - keys
         if unknown:
             raise ValueError(f"unknown job keys {sorted(unknown)}; valid: {sorted(keys)}")
@@ -112,7 +115,8 @@ class CodeTestsReward:
     ``f(prompts, completions, **columns) -> list[float | None]``. Columns read per row:
     ``test`` (function asserts; with ``entry_point`` the runner calls ``check(entry_point)``),
     or ``test_cases`` (stdin/stdout: a list of ``{"input", "output"}``, or its JSON);
-    ``code_prompt`` (code the answer continues or relies on, e.g. HumanEval's prompt).
+    ``code_prompt`` (code the answer continues or relies on, e.g. HumanEval's prompt; the test
+    process also runs it, so the test's helpers are the task's, not the answer's).
     A row with neither test nor test_cases gets None (not applicable). An answer with no code
     gets 0.0 (counted as ``no_code``). A sandbox failure (after one retry) gets what
     ``on_sandbox_error`` says, is counted and logged, and if more than
@@ -155,7 +159,8 @@ class CodeTestsReward:
             if program is None:
                 out.append("no_code")
             elif test is not None:
-                out.append(Job(program, test=test, entry_point=entry, strict_returns=self.strict_returns))
+                out.append(Job(program, test=test, entry_point=entry, strict_returns=self.strict_returns,
+                               helpers=code_prompt if isinstance(code_prompt, str) else None))
             else:
                 out.append(Job(program, cases=_cases(case), float_tol=self.float_tol))
         return out
@@ -189,7 +194,8 @@ class CodeTestsReward:
             rows=len(jobs), not_applicable=sum(j is None for j in jobs), no_code=sum(j == "no_code" for j in jobs),
             runs=len(ran), retried=sum(r.retries for r in ran), seconds=seconds,
             run_seconds_mean=sum(r.wall_s for r in ran) / len(ran) if ran else 0.0,
-            run_seconds_max=max((r.wall_s for r in ran), default=0.0), isolation=isolation)
+            run_seconds_max=max((r.wall_s for r in ran), default=0.0), isolation=isolation,
+            degraded=ran[0].degraded if ran else "")
         applicable = len(jobs) - stats["not_applicable"]
         stats["pass_rate"] = counts.get("passed", 0) / applicable if applicable else 0.0
         return stats

@@ -133,6 +133,9 @@ class PolyEPOConfig(GRPOConfig, GroupOptions):
                 raise ValueError(f"{key}={getattr(self, key)!r} is not supported by PolyEPOTrainer (only {honoured!r}): "
                                  f"{instead}")
         self.check_group_options()
+        if not self.learning_rate >= 0:  # the optimiser would refuse it at the first step
+            raise ValueError(f"learning_rate must be >= 0, got {self.learning_rate!r}")
+        check_report_to(self.report_to)
         get_estimator(self.estimator)  # unknown names list the valid ones
         check_options(self.estimator, self.estimator_kwargs())
         if self.estimator in NEEDS_CLUSTERS and not self.clusterer:
@@ -148,6 +151,26 @@ class PolyEPOConfig(GRPOConfig, GroupOptions):
         shared = {"set_size": self.set_size, "reduction": self.reduction, "min_distinct": self.min_distinct,
                   "degenerate": tuple(self.degenerate)}
         return {**{k: v for k, v in shared.items() if k in valid}, **self.estimator_options}
+
+
+def check_report_to(report_to: Any) -> None:
+    """Every ``report_to`` integration is known to transformers and installed (the trainer would
+    otherwise fail when it starts, after the model has loaded)."""
+    from transformers.integrations.integration_utils import (
+        INTEGRATION_TO_CALLBACK,
+        get_available_reporting_integrations,
+    )
+
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    available = get_available_reporting_integrations()
+    for name in names:
+        if name in ("none", "all"):
+            continue
+        if name not in INTEGRATION_TO_CALLBACK:
+            raise ValueError(f"report_to: unknown integration {name!r}; valid: {', '.join(INTEGRATION_TO_CALLBACK)}")
+        if name not in available:
+            raise ValueError(f"report_to: {name!r} is not installed (pip install {name}), or is disabled; "
+                             f"installed: {', '.join(available) or 'none'}")
 
 
 def _context(row: dict[str, Any]) -> dict[str, Any]:
@@ -261,6 +284,14 @@ class JsonlLogCallback(TrainerCallback):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        """A resumed run repeats the steps after its checkpoint: drop their old rows first."""
+        if state.is_world_process_zero and self.path.is_file():
+            lines = self.path.read_text().splitlines(keepends=True)
+            keep = [line for line in lines if _log_step(line) <= state.global_step]
+            if len(keep) < len(lines):
+                self.path.write_text("".join(keep))
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
@@ -268,3 +299,12 @@ class JsonlLogCallback(TrainerCallback):
         row = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float, str))}}
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
+
+
+def _log_step(line: str) -> float:
+    """The ``step`` of a log.jsonl line (lines without one count as step 0: they are kept)."""
+    try:
+        step = json.loads(line).get("step", 0)
+    except (json.JSONDecodeError, AttributeError):
+        return 0
+    return step if isinstance(step, (int, float)) else 0

@@ -45,7 +45,8 @@ def _component(name: str | None, options: dict[str, Any], default: Any) -> tuple
     return name, options
 
 
-def _trainer_defaults(output_dir: Path) -> dict[str, Any]:
+def trainer_defaults(output_dir: Path) -> dict[str, Any]:
+    """The trainer values `polyepo train` sets unless the config sets them (TRL's own defaults differ)."""
     import importlib.util
 
     import torch
@@ -95,7 +96,7 @@ def prepare(cfg: RunConfig) -> Prepared:
     if clusterer_name is not None:
         clusterer = _build("clusterer", make_clusterer, clusterer_name, cluster_opts)
     output_dir = cfg.resolved_output_dir()
-    trainer_kwargs = {**_trainer_defaults(output_dir), **cfg.trainer,
+    trainer_kwargs = {**trainer_defaults(output_dir), **cfg.trainer,
                       "clusterer": clusterer_name, "clusterer_options": cluster_opts}
     build_trainer_args(trainer_kwargs)  # validates every trainer value now
     return Prepared(cfg, task, rows, reward_name, reward_fn, clusterer_name, clusterer, output_dir, trainer_kwargs)
@@ -175,6 +176,7 @@ def dry_run(cfg: RunConfig) -> dict[str, Any]:
     group step (the one TRL and verl run), as in training: the same unscorable and failure
     policies, the same step metrics."""
     import torch
+    from transformers import Trainer
 
     from ..clustering.base import Group, prompt_text
     from ..groups import cluster_groups, group_step
@@ -183,6 +185,11 @@ def dry_run(cfg: RunConfig) -> dict[str, Any]:
     prep = prepare(cfg)
     args = build_trainer_args(prep.trainer_kwargs)
     model, tokenizer = load_model_and_tokenizer(cfg.model)
+    try:  # the optimiser's own checks of its settings (betas, eps, weight decay ...)
+        opt_cls, opt_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+        opt_cls([p for p in model.parameters() if p.requires_grad], **opt_kwargs)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"trainer: the optimizer {getattr(args.optim, 'value', args.optim)!r} refuses its settings: {e}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     row = to_dataset(prep.rows[:1], tokenizer)[0]

@@ -20,11 +20,14 @@ class StdioCase:
 class Job:
     """A program and how to test it: function asserts (``test``) or stdin/stdout ``cases``.
 
-    Function style (HumanEval, leetcode2k): ``test`` runs after the program, in its namespace,
-    and must run to its end; with ``entry_point`` (a name or an expression such as
-    ``"Solution().twoSum"``) the runner then calls ``check(<entry_point>)``, wrapped so that a
-    non-plain return value fails when ``strict_returns`` is set. Stdin/stdout style
-    (LiveCodeBench): each case is a fresh run of the program; all must match.
+    Function style (HumanEval, leetcode2k, plain asserts): ``test`` runs in a test process of
+    its own, never in the program's interpreter, after ``helpers`` (the task's trusted code:
+    its prompt's imports and helper functions/classes, e.g. HumanEval's prompt or LeetCode's
+    ``ListNode``), and must run to its end. The program's top-level callables reach the test as
+    proxies that call into the program's process with plain data only; with ``entry_point`` (a
+    name or an expression such as ``"Solution().twoSum"``) the test's ``check(<entry_point>)``
+    is then called. Stdin/stdout style (LiveCodeBench): each case is a fresh run of the program
+    in a fresh work directory; all must match.
     """
 
     program: str
@@ -32,7 +35,10 @@ class Job:
     entry_point: str | None = None
     cases: tuple[StdioCase, ...] | None = None
     strict_returns: bool = True
+    """Kept for compatibility: only plain data crosses between the processes, whatever it says."""
     float_tol: float | None = None
+    helpers: str | None = None
+    """Trusted code the test process runs before the test (its largest compiling prefix)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.program, str):
@@ -45,6 +51,10 @@ class Job:
             if not cases:
                 raise ValueError("cases must not be empty")
             object.__setattr__(self, "cases", cases)
+        if self.helpers is not None and not isinstance(self.helpers, str):
+            raise TypeError(f"helpers must be a str or None, got {type(self.helpers).__name__}")
+        if self.helpers is not None and self.cases is not None:
+            raise ValueError("helpers belong to function tests (test=...), not to stdin/stdout cases")
         if self.float_tol is not None and not (self.float_tol >= 0):
             raise ValueError(f"float_tol must be >= 0 or None, got {self.float_tol}")
 
@@ -56,7 +66,7 @@ class Job:
         """The two frames sent to the server: (program + limits, test secrets)."""
         first = {"mode": self.mode, "program": self.program, "limits": limits.resolved()}
         second = {"test": self.test, "entry_point": self.entry_point, "strict": self.strict_returns,
-                  "float_tol": self.float_tol,
+                  "float_tol": self.float_tol, "helpers": self.helpers,
                   "cases": None if self.cases is None else [asdict(c) for c in self.cases]}
         return first, second
 
@@ -70,9 +80,10 @@ class Limits:
     cpu_s: float | None = None
     """CPU-time limit per process (RLIMIT_CPU); None: equal to timeout_s."""
     memory_mb: int = 1024
-    """Address-space limit per process (RLIMIT_AS), the interpreter's ~30 MB included."""
+    """Memory of the whole job (cgroup: every process, shared memory, memfd and tmpfs files
+    included) and address space of each process (RLIMIT_AS, the interpreter's ~30 MB included)."""
     max_processes: int = 32
-    """Processes and threads of the run's uid (RLIMIT_NPROC)."""
+    """Processes and threads of the program: per job (cgroup pids) and per uid (RLIMIT_NPROC)."""
     max_output_bytes: int = 1 << 20
     """stdout + stderr; a run that prints more is killed (status output_limit)."""
     disk_mb: int = 64
@@ -114,6 +125,8 @@ class SandboxResult:
     exit_code: int | None = None
     signal: str | None = None
     isolation: str = ""
+    degraded: str = ""
+    """Kernel mechanisms missing at this isolation level, with why ("" when none is missing)."""
     retries: int = 0
     cases_total: int = 0
     cases_run: int = 0
@@ -130,9 +143,9 @@ class SandboxResult:
         return self.status == "passed"
 
     @classmethod
-    def from_wire(cls, data: dict, isolation: str, retries: int) -> SandboxResult:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "extra"}
-        return cls(**known, isolation=isolation, retries=retries)
+    def from_wire(cls, data: dict, isolation: str, retries: int, degraded: str = "") -> SandboxResult:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in ("extra", "degraded")}
+        return cls(**known, isolation=isolation, retries=retries, degraded=degraded)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "passed": self.passed}

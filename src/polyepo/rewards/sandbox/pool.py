@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,13 @@ DEFAULT_PRELOAD = ("math", "re", "json", "collections", "itertools", "functools"
                    "queue", "threading", "contextlib", "io", "struct")
 _WARNED: set[str] = set()
 _UIDS = itertools.count()  # runs of different servers never share a uid (RLIMIT_NPROC is per uid)
+STAGING_PREFIX = "polyepo-sandbox-root-"
+_STALE_DONE: set[int] = set()
+_MISSING_MEANS = {
+    "cgroup": "a per-job total of memory (shared memory, memfd, tmpfs) / processes / a fair CPU share",
+    "cgroups": "per-job totals of memory and processes and a fair CPU share between concurrent jobs",
+    "seccomp": "blocking user namespaces, kernel keyrings, ptrace and other rarely needed system calls",
+}
 _NOT_COVERED = {
     "userns": "programs run under your own uid (mapped to root inside, with no capabilities), so the "
               "process-count limit is shared with your other processes in that namespace",
@@ -68,6 +76,10 @@ class SandboxConfig:
     """Modules each server imports once, before any job (runs inherit them)."""
     python: str = sys.executable
     """The interpreter that runs the servers (and so the programs)."""
+    cgroups: bool = True
+    """Per-job cgroups (memory, pids, cpu) where the machine allows; False only to test without."""
+    seccomp: bool = True
+    """The seccomp filter of ``seccomp.py`` where libseccomp exists; False only to test without."""
 
     def __post_init__(self) -> None:
         if self.isolation not in ("auto", *LEVELS):
@@ -87,11 +99,13 @@ class _Server:
     """One sandbox server process and its control pipes."""
 
     def __init__(self, config: SandboxConfig, level: str, uid: int) -> None:
-        staging = tempfile.mkdtemp(prefix="polyepo-sandbox-root-") if level != "rlimits" else ""
-        cfg = {"isolation": level, "uid": uid, "staging": staging, "preload": list(config.preload),
-               "readable_paths": list(config.readable_paths),
-               "hidden_paths": [*config.hidden_paths, _PACKAGE]}  # the server imported what it needs
-        self.level = level
+        staging = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-") if level != "rlimits" else ""
+        cfg = {"isolation": level, "uid": uid, "test_uid": uid + 1, "staging": staging,
+               "preload": list(config.preload), "readable_paths": list(config.readable_paths),
+               "hidden_paths": [*config.hidden_paths, _PACKAGE],  # the server imported what it needs
+               "cgroups": config.cgroups, "seccomp": config.seccomp}
+        self.level, self.uids = level, (uid, uid + 1)
+        self.degraded: dict[str, str] = {}
         self.errlog = tempfile.TemporaryFile()
         try:
             self.proc = subprocess.Popen(
@@ -110,6 +124,7 @@ class _Server:
         if not isinstance(ready, dict) or not ready.get("ready"):
             self.close()
             raise SandboxBroken(ready.get("error", ready) if isinstance(ready, dict) else repr(ready))
+        self.degraded = dict(ready.get("degraded") or {})
 
     def run(self, first: dict, second: dict, seconds: float) -> dict:
         deadline = time.monotonic() + seconds
@@ -159,6 +174,13 @@ class _Server:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
+        if proc is not None:
+            from .cgroups import remove_stale
+
+            try:
+                remove_stale(only_pid=proc.pid)  # the server's cgroups, now that it is gone
+            except OSError as e:
+                log.debug("polyepo sandbox: cgroup clean-up failed: %s", e)
         for stream in (getattr(proc, "stdin", None), getattr(proc, "stdout", None), self.errlog):
             try:
                 stream.close()  # type: ignore[union-attr]
@@ -179,6 +201,8 @@ class SandboxPool:
         self._level: str | None = None
         self._closed = False
         self._servers: set[_Server] = set()
+        self._all: list[_Server] = []
+        self._degraded: dict[str, str] = {}
 
     @property
     def isolation(self) -> str:
@@ -191,6 +215,16 @@ class SandboxPool:
         """Process ids of the running sandbox servers (for monitoring and tests)."""
         return [s.proc.pid for s in list(self._servers) if s.proc.poll() is None]
 
+    def uids(self) -> set[int]:
+        """Every uid this pool's servers run programs and tests under (for monitoring and tests)."""
+        return {u for s in list(self._all) for u in s.uids}
+
+    @property
+    def degraded(self) -> dict[str, str]:
+        """Kernel mechanisms the servers could not set up, with why (starts one server)."""
+        self.isolation  # noqa: B018
+        return dict(self._degraded)
+
     def warm(self) -> float:
         """Start every server now (they otherwise start on first use); the seconds it took."""
         start = time.perf_counter()
@@ -200,11 +234,13 @@ class SandboxPool:
         return time.perf_counter() - start
 
     def _start(self) -> _Server:
-        uid = 1_000_000_000 + (os.getpid() % 1_000_000) * 1000 + next(_UIDS) % 1000  # unused by anyone else
+        # two uids per server (program, test), from a range unused by anyone else
+        uid = 1_000_000_000 + ((os.getpid() % 1_000_000) * 1000 + next(_UIDS) % 1000) * 2
         self._count("server_starts")
+        _remove_stale_once()
         if self._level is not None:
             server = _Server(self.config, self._level, uid)
-            self._servers.add(server)
+            self._add(server)
             return server
         wanted = self.config.isolation
         candidates = [wanted] if wanted != "auto" else (LEVELS if os.geteuid() == 0 else LEVELS[1:])
@@ -216,12 +252,22 @@ class SandboxPool:
                 reasons.append(f"{level}: {e}")
                 continue
             self._level = level
-            self._servers.add(server)
+            self._add(server)
             if level != "full":
                 _warn_once(f"polyepo sandbox: isolation level {level!r}, not 'full' "
                            f"({'; '.join(reasons) or 'as configured'}). Not covered: {_NOT_COVERED[level]}.")
             return server
         raise SandboxBroken("no sandbox isolation level could start: " + "; ".join(reasons))
+
+    def _add(self, server: _Server) -> None:
+        self._servers.add(server)
+        self._all.append(server)
+        if server.degraded and server.degraded != self._degraded:
+            self._degraded = dict(server.degraded)
+            _warn_once("polyepo sandbox: kernel mechanisms missing at isolation level "
+                       f"{server.level!r}: " + "; ".join(f"{k}: {v}" for k, v in sorted(server.degraded.items()))
+                       + ". Not covered without them: " + ", ".join(
+                           _MISSING_MEANS.get(k.split()[0], k) for k in sorted(server.degraded)) + ".")
 
     def _acquire(self) -> _Server:
         """An idle server, a new one while fewer than ``workers`` run, else wait for one."""
@@ -291,13 +337,18 @@ class SandboxPool:
         for attempt in range(2):
             data, why = self._attempt(first, second, seconds)
             if data is not None:
-                return SandboxResult.from_wire(data, self._level or "", attempt)
+                return SandboxResult.from_wire(data, self._level or "", attempt, self.degraded_text)
             if attempt == 0:
                 self._count("retries")
                 log.warning("polyepo sandbox: sandbox failure, retrying once: %s", why)
         self._count("sandbox_errors")
         log.error("polyepo sandbox: sandbox failure after a retry: %s", why)
         return SandboxResult(status="sandbox_error", detail=why, isolation=self._level or "", retries=1)
+
+    @property
+    def degraded_text(self) -> str:
+        """:attr:`degraded` as one line ("" when nothing is missing)."""
+        return "; ".join(f"{k}: {v}" for k, v in sorted(self._degraded.items()))
 
     def run_many(self, jobs: Sequence[Job], limits: Limits | None = None, *,
                  progress: bool = False) -> list[SandboxResult]:
@@ -330,6 +381,38 @@ class SandboxPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _remove_stale_once() -> None:
+    """Once per process: remove what killed sandbox servers left (cgroups, work and root dirs)."""
+    if os.getpid() in _STALE_DONE:
+        return
+    _STALE_DONE.add(os.getpid())
+    from .cgroups import remove_stale
+
+    try:
+        remove_stale()
+    except OSError as e:
+        log.debug("polyepo sandbox: stale cgroup clean-up failed: %s", e)
+    for tmp in {tempfile.gettempdir(), "/tmp"}:
+        try:
+            names = os.listdir(tmp)
+        except OSError:
+            continue
+        for name in names:
+            for prefix in ("polyepo-run-", STAGING_PREFIX):
+                pid = name[len(prefix):].split("-", 1)[0] if name.startswith(prefix) else ""
+                if pid.isdigit() and not _alive(int(pid)):
+                    shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 class _progress:

@@ -9,9 +9,10 @@ process never holds bytes that belong to the next reader of the same pipe.
 from __future__ import annotations
 
 import json
-import math
 import os
+import re
 import struct
+from decimal import Decimal, InvalidOperation
 
 _HEADER = struct.Struct(">I")
 MAX_FRAME = 1 << 30
@@ -24,7 +25,7 @@ TAG_FAILED = b"F"  # payload: why the test failed (assertion or exception inside
 TAG_ERROR = b"E"  # payload: "kind\nmessage" (kind: exception, exit, memory, syntax, threads, processes)
 
 #: Every status a run can end with. ``passed`` is the only one that earns a reward.
-STATUSES = ("passed", "failed", "error", "timeout", "memory", "output_limit", "sandbox_error")
+STATUSES = ("passed", "failed", "error", "timeout", "memory", "output_limit", "unserializable", "sandbox_error")
 
 
 class ProtocolError(Exception):
@@ -118,16 +119,32 @@ def _lines(text: str) -> list[str]:
     return [line.rstrip() for line in text.rstrip().split("\n")]
 
 
-def _token_equal(a: str, b: str, tol: float) -> bool:
-    if a == b:
-        return True
+_INTEGER = re.compile(r"[+-]?\d+")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _number(token: str) -> Decimal | None:
+    if not _NUMBER.fullmatch(token):
+        return None
     try:
-        x, y = float(a), float(b)
-    except ValueError:
+        return Decimal(token)
+    except InvalidOperation:
+        return None
+
+
+def _token_equal(actual: str, expected: str, tol: float) -> bool:
+    """Equal text; else, for a numeric expected token, equal numbers (decimal arithmetic, no
+    rounding): exactly for an integer, within ``tol`` (absolute or relative) for a float literal."""
+    if actual == expected:
+        return True
+    e = _number(expected)
+    a = _number(actual)
+    if e is None or a is None:
         return False
-    if math.isnan(x) or math.isnan(y):
-        return False
-    return math.isclose(x, y, rel_tol=tol, abs_tol=tol)
+    if _INTEGER.fullmatch(expected):
+        return a == e
+    bound = Decimal(repr(float(tol)))
+    return abs(a - e) <= max(bound * max(abs(a), abs(e)), bound)
 
 
 def outputs_match(actual: str, expected: str, float_tol: float | None = None) -> bool:
@@ -135,8 +152,11 @@ def outputs_match(actual: str, expected: str, float_tol: float | None = None) ->
 
     Lines are compared after removing trailing whitespace (spaces, tabs, ``\\r``) from each
     line and trailing blank lines from the end; leading whitespace and blank lines in between
-    matter. With ``float_tol``, lines are compared token by token (split on whitespace) and two
-    tokens that both parse as floats are equal when within ``float_tol`` (absolute or relative).
+    matter. With ``float_tol``, lines are compared token by token (split on whitespace): where
+    the expected token is a float literal (``0.5``, ``1e-9``), a number within ``float_tol``
+    (absolute or relative) matches; where it is an integer, only the same number does (``7``
+    or ``7.0``, never ``1000000000`` for ``1000000007``). Numbers are compared as decimals,
+    never rounded through binary floats.
     """
     a, e = _lines(actual), _lines(expected)
     if a == e:

@@ -3,23 +3,32 @@
 Started by the host pool as ``python -I -c ... main()`` with an empty environment and its
 stdin/stdout as the control pipes. At start it enters its isolation level once:
 
-- ``full`` (root): new mount, network, IPC, UTS and cgroup namespaces, the read-only root of
-  ``rootfs.py``; runs drop to an unprivileged uid of their own.
+- ``full`` (root): new mount, network, IPC and UTS namespaces, the read-only root of
+  ``rootfs.py``; runs drop to unprivileged uids of their own (one for the program, one for
+  the test).
 - ``userns`` (no root, user namespaces allowed): the same namespaces inside a new user
   namespace; runs keep the mapped uid with every capability dropped.
 - ``rlimits``: no namespaces at all; resource limits, sessions and a subreaper only.
 
+At every level it also tries, before entering the root, the per-job cgroups of
+``cgroups.py`` (memory, pids, cpu) and builds the seccomp filter of ``seccomp.py``; what is
+missing is reported in its ready message (``degraded``) and announced by the host pool.
+
 Per job (host -> server: a frame with the program and limits, then a frame with the test):
 
 ```
-server ── fork ─► supervisor: reads the program frame; forks the init below; reads the test frame
-                    └─ unshare(pid) ── fork ─► init: pid 1, own mounts ── fork ─► runner
+server ── fork ─► supervisor: reads the program frame; makes the job's cgroups; forks init;
+                  │ reads the test frame
+                  └─ unshare(pid) ── fork ─► init: pid 1, own mounts, a fresh tmpfs per run
+                                                   ├─ fork ─► candidate process (the program)
+                                                   └─ fork ─► test process (the test) ── socket ─┘
 ```
 
 The server never reads a job, so no job's data is in memory that later forks inherit. The
-test, the nonce and the expected outputs exist only in the supervisor and the host, never in
-memory the runner inherited. The supervisor enforces the wall timeout and the output cap,
-speaks the report protocol with the runner, judges the run and returns one result frame.
+test exists only in the supervisor, the host and the test process; the nonce and the
+expected outputs only in the supervisor and the host, never in memory the program's process
+can reach. The supervisor enforces the wall timeout and the output cap, speaks the report
+protocol with the test process, judges the run and returns one result frame.
 """
 
 from __future__ import annotations
@@ -35,20 +44,21 @@ import sys
 import traceback
 
 from . import _linux as lx
+from . import candidate, channel, tester, verdict  # noqa: F401  (imported here once, so that forks inherit them)
 from . import protocol as proto
-from . import runner, verdict  # noqa: F401  (imported here once, so that forks inherit them)
 from .supervise import supervise
 
 _EOF = 3  # supervisor exit code: the host closed the control pipe
-NAMESPACES = lx.CLONE_NEWNS | lx.CLONE_NEWNET | lx.CLONE_NEWIPC | lx.CLONE_NEWUTS | lx.CLONE_NEWCGROUP
+NAMESPACES = lx.CLONE_NEWNS | lx.CLONE_NEWNET | lx.CLONE_NEWIPC | lx.CLONE_NEWUTS
 
 
 def enter_isolation(cfg: dict) -> dict:
     """Enter the requested level (or raise OSError); the context every job reads."""
     level = cfg["isolation"]
     with open("/proc/sys/kernel/cap_last_cap") as f:
-        ctx = {"level": level, "uid": cfg["uid"], "cap_last": int(f.read()), "namespaces": level != "rlimits",
-               "preload": cfg["preload"]}
+        ctx = {"level": level, "uid": cfg["uid"], "test_uid": cfg["test_uid"], "cap_last": int(f.read()),
+               "namespaces": level != "rlimits", "preload": cfg["preload"]}
+    ctx["degraded"] = _kernel_mechanisms(ctx, cfg)
     if level == "rlimits":
         return ctx
     if level == "full":
@@ -67,6 +77,36 @@ def enter_isolation(cfg: dict) -> dict:
                                           user_namespace=level == "userns")
     socket.sethostname("sandbox")
     return ctx
+
+
+def _kernel_mechanisms(ctx: dict, cfg: dict) -> dict[str, str]:
+    """Set up the per-job cgroups and the seccomp filter; what is missing and why."""
+    from .cgroups import ServerCgroup
+
+    missing: dict[str, str] = {}
+    ctx["cgroups"] = None
+    if cfg.get("cgroups", True):
+        try:
+            cgroup = ServerCgroup()
+            missing.update({f"cgroup {c}": why for c, why in cgroup.missing.items()})
+            if cgroup.dirs:
+                cgroup.enter()  # else each job's init is moved in (slower)
+                ctx["cgroups"] = cgroup
+        except OSError as e:
+            missing["cgroups"] = f"{type(e).__name__}: {e}"
+    else:
+        missing["cgroups"] = "turned off (SandboxConfig.cgroups=False)"
+    ctx["seccomp"] = None
+    if cfg.get("seccomp", True):
+        try:
+            from .seccomp import build
+
+            ctx["seccomp"] = build()
+        except Exception as e:  # ImportError (pyseccomp), RuntimeError (no libseccomp), OSError
+            missing["seccomp"] = f"{type(e).__name__}: {e}"
+    else:
+        missing["seccomp"] = "turned off (SandboxConfig.seccomp=False)"
+    return missing
 
 
 def run_job(ctl_in: int, ctl_out: int, ctx: dict) -> bool:
@@ -133,6 +173,7 @@ def main() -> None:
         proto.write_json(ctl_out, {"ready": False, "error": f"{type(e).__name__}: {e}"})
         return
     gc.freeze()  # jobs are forks: keep the collector off the inherited objects (no copy-on-write storm)
-    proto.write_json(ctl_out, {"ready": True, "isolation": ctx["level"], "bound": ctx.get("bound", [])})
+    proto.write_json(ctl_out, {"ready": True, "isolation": ctx["level"], "bound": ctx.get("bound", []),
+                               "degraded": ctx["degraded"]})
     while select.select([ctl_in], [], [])[0] and run_job(ctl_in, ctl_out, ctx):
-        pass
+        pass  # the host removes this server's cgroups once it exited

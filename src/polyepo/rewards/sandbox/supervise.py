@@ -1,10 +1,12 @@
 """The job supervisor: drives every run of a job through the init process and judges it.
 
-It holds the only copy of the test, the nonce and the expected outputs inside the sandbox.
-For each run it hands the init process fresh pipes (stdin, stdout, stderr, report, test),
-multiplexes them with a wall-clock deadline, caps the output, follows the report protocol
-(P -> test, T -> nonce, K == nonce -> passed) and kills the run's whole pid namespace on a
-timeout, an output overflow or a protocol violation.
+It holds the nonce and the expected outputs; the program's process never sees them, nor the
+test (only the test process does). Per job it makes the job's cgroups and enters new pid and
+IPC namespaces before forking init. For each run it hands init fresh pipes (stdin, stdout,
+stderr, report, test), sends the test to the test process at once, multiplexes the pipes with
+a wall-clock deadline, caps the output, follows the test process's reports (P: the program is
+loaded; T: the test ran to its end -> nonce; K == nonce -> passed) and kills the run's whole
+pid namespace on a timeout, an output overflow or a protocol violation.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 
 from . import _linux as lx
 from . import protocol as proto
+from .cgroups import ServerCgroup
 from .init import init_main
 from .verdict import verdict
 
@@ -33,6 +36,9 @@ def supervise(job: dict, ctl_in: int, ctx: dict, out_fd: int) -> None:
     after reaping init when it had to be killed (its namespace dies with it).
     """
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    cgroup: ServerCgroup | None = ctx.get("cgroups")
+    if cgroup is not None:
+        cgroup.set_limits(job["limits"])
     if ctx["namespaces"]:
         lx.unshare(lx.CLONE_NEWPID)
     ipid = os.fork()
@@ -43,15 +49,19 @@ def supervise(job: dict, ctl_in: int, ctx: dict, out_fd: int) -> None:
         os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
         init_main(child, job, ctx)
     child.close()
+    if cgroup is not None and not cgroup.inside:
+        cgroup.attach(ipid)  # before the first run is asked for
     spec = proto.read_json(ctl_in)
     os.write(out_fd, b"\x02")
-    result, clean = _judge_job(job, spec, parent, ipid, ctx)  # type: ignore[arg-type]
+    result, clean = _judge_job(job, spec, parent, ipid, ctx, cgroup)  # type: ignore[arg-type]
     parent.close()  # init exits on EOF
     if clean:
         proto.write_json(out_fd, result)
     _reap(ipid)
     if not clean:
         proto.write_json(out_fd, result)
+    if cgroup is not None:
+        cgroup.kill_except({os.getppid(), os.getpid()})  # whatever escaped init (isolation rlimits)
 
 
 def _reap(pid: int) -> None:
@@ -64,7 +74,8 @@ def _reap(pid: int) -> None:
     os.waitpid(pid, 0)
 
 
-def _judge_job(job: dict, spec: dict, sock: socket.socket, ipid: int, ctx: dict) -> tuple[dict, bool]:
+def _judge_job(job: dict, spec: dict, sock: socket.socket, ipid: int, ctx: dict,
+               cgroup: ServerCgroup | None) -> tuple[dict, bool]:
     """The job's result, and whether init reported the last run (so nothing is left)."""
     cases = spec.get("cases") if job["mode"] == "stdio" else [None]
     total = {"cases_total": len(cases) if job["mode"] == "stdio" else 0, "cases_run": 0, "cases_passed": 0,
@@ -72,7 +83,7 @@ def _judge_job(job: dict, spec: dict, sock: socket.socket, ipid: int, ctx: dict)
     outcome: dict = {}
     clean = True
     for index, case in enumerate(cases):
-        run = _Run(job, spec, case, sock, ipid, ctx)
+        run = _Run(job, spec, case, sock, ipid, ctx, cgroup)
         outcome = run.execute()
         clean = run.final is not None
         total["cases_run"] += 1
@@ -91,9 +102,12 @@ def _judge_job(job: dict, spec: dict, sock: socket.socket, ipid: int, ctx: dict)
 class _Run:
     """One run of the program (and, in function mode, of the test)."""
 
-    def __init__(self, job: dict, spec: dict, case: dict | None, sock: socket.socket, ipid: int, ctx: dict):
+    def __init__(self, job: dict, spec: dict, case: dict | None, sock: socket.socket, ipid: int, ctx: dict,
+                 cgroup: ServerCgroup | None = None):
         self.limits, self.mode, self.spec, self.case = job["limits"], job["mode"], spec, case
-        self.sock, self.ipid, self.namespaces = sock, ipid, ctx["namespaces"]
+        self.sock, self.ipid, self.namespaces, self.cgroup = sock, ipid, ctx["namespaces"], cgroup
+        self.oom_before = cgroup.oom_kills() if cgroup else 0
+        self.oom_killed = False
         self.nonce = os.urandom(16)
         self.out, self.err, self.reports = bytearray(), bytearray(), bytearray()
         self.output_bytes = 0
@@ -103,7 +117,7 @@ class _Run:
         self.failure: str | None = None
         self.error: tuple[str, str] | None = None
         self.forged: str | None = None
-        self.rpid: int | None = None
+        self.pids: list[int] = []
         self.final: dict | None = None
         self.init_died = False
 
@@ -119,6 +133,10 @@ class _Run:
         for fd in child_ends:
             os.close(fd)
         pending = {test_w: bytearray()}
+        if self.mode == "function":  # the test process is trusted: it gets the test at once
+            pending[test_w] += proto.frame(json.dumps({
+                "test": self.spec.get("test") or "", "entry_point": self.spec.get("entry_point"),
+                "helpers": self.spec.get("helpers"), "strict": bool(self.spec.get("strict"))}).encode())
         if self.case is not None:
             pending[stdin_w] = bytearray(self.case["input"].encode())
         else:
@@ -136,6 +154,8 @@ class _Run:
                     os.close(fd)
                 except OSError:
                     pass
+        if self.cgroup is not None:
+            self.oom_killed = self.cgroup.oom_kills() > self.oom_before
         outcome = self._verdict()
         outcome["wall_s"] = time.monotonic() - start
         outcome["cpu_s"] = (self.final or {}).get("cpu_s", 0.0)
@@ -193,8 +213,8 @@ class _Run:
                 self.init_died = True
             return
         info = json.loads(msg)
-        if "pid" in info:
-            self.rpid = info["pid"]
+        if "pids" in info:
+            self.pids = list(info["pids"])
         else:
             self.final = info
 
@@ -229,9 +249,6 @@ class _Run:
         elif tag == proto.TAG_FAILED and self.phase == "test":
             self.failure = self.failure or payload.decode("utf-8", "replace")
         elif tag == proto.TAG_PROGRAM_DONE and self.phase == "program" and self.mode == "function":
-            entry = (self.spec.get("entry_point") or "").encode()
-            msg = bytes([1 if self.spec.get("strict") else 0]) + len(entry).to_bytes(2, "big") + entry
-            self.pending[self.test_w] += proto.frame(msg + (self.spec.get("test") or "").encode())
             self.phase = "test"
         elif tag == proto.TAG_TEST_DONE and self.phase == "test" and self.failure is None:
             self.pending[self.test_w] += proto.frame(self.nonce)
@@ -252,11 +269,17 @@ class _Run:
         try:
             if self.namespaces:
                 os.kill(self.ipid, signal.SIGKILL)  # pid 1 of the run's namespace: all of it dies
-            elif self.rpid is not None:
-                try:
-                    os.killpg(self.rpid, signal.SIGKILL)  # the runner's session (it called setsid)
-                except ProcessLookupError:
-                    os.kill(self.rpid, signal.SIGKILL)  # not a group leader yet
+            else:
+                for pid in self.pids:
+                    try:
+                        os.killpg(pid, signal.SIGKILL)  # the run process's session (it called setsid)
+                    except ProcessLookupError:
+                        try:
+                            os.kill(pid, signal.SIGKILL)  # not a group leader yet
+                        except ProcessLookupError:
+                            pass
+                if self.cgroup is not None:  # whatever left the sessions
+                    self.cgroup.kill_except({os.getppid(), os.getpid(), self.ipid})
         except ProcessLookupError:
             pass
 

@@ -4,8 +4,9 @@
 bound to 127.0.0.1 that implements ``POST /v1/chat/completions`` with the response shape of
 the real API, so judge code is exercised through the official ``openai`` client end to end.
 Each request is answered by the next scripted action (:meth:`ChatServer.push`) or, when the
-script is empty, by ``responder(request_body)``. It records every request body and the most
-requests it saw in flight at once.
+script is empty, by ``responder(request_body)``; the default responder is the stand-in judge
+(:class:`polyepo.standin.judge.StandInJudge`), which answers polyepo's clustering and rubric
+prompts. It records every request body and the most requests it saw in flight at once.
 
 What it does not cover: streaming, tool calls, authentication, real model behaviour (the
 replies are whatever the test scripts), HTTP/1.1 keep-alive (it speaks HTTP/1.0).
@@ -18,41 +19,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .actions import Action, Raw, Reply, Status
 
-@dataclass
-class Reply:
-    """A 200 chat completion whose message content is ``content``, sent after ``delay_s``."""
-
-    content: str
-    delay_s: float = 0.0
-    finish_reason: str = "stop"
-
-
-@dataclass
-class Status:
-    """An error status (429, 500, 400 ...) with an OpenAI-style error body."""
-
-    code: int
-    message: str = "scripted error"
-    headers: dict[str, str] = field(default_factory=dict)
-    delay_s: float = 0.0
-
-
-@dataclass
-class Raw:
-    """Arbitrary bytes as the body (e.g. a truncated, non-JSON 200 response)."""
-
-    body: bytes
-    code: int = 200
-    content_type: str = "application/json"
-    delay_s: float = 0.0
-
-
-Action = Reply | Status | Raw
+__all__ = ["Action", "ChatServer", "Raw", "Reply", "Status"]
 
 
 class _Server(ThreadingHTTPServer):
@@ -64,15 +36,16 @@ class ChatServer:
     """See the module docstring. Use as a context manager; ``base_url`` ends in ``/v1``."""
 
     def __init__(self, responder: Callable[[dict[str, Any]], Action] | None = None,
-                 *, reject_response_format: bool = False) -> None:
-        self.responder = responder or (lambda body: Status(500, "no scripted reply left"))
+                 *, reject_response_format: bool = False, port: int = 0, keep_requests: bool = True) -> None:
+        self.responder = responder or _standin
         self.reject_response_format = reject_response_format
+        self.keep_requests = keep_requests
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self._script: deque[Action] = deque()
         self._lock = threading.Lock()
-        self._httpd = _Server(("127.0.0.1", 0), self._handler_class())
+        self._httpd = _Server(("127.0.0.1", port), self._handler_class())
         self._thread: threading.Thread | None = None
 
     @property
@@ -102,7 +75,8 @@ class ChatServer:
 
     def _next_action(self, body: dict[str, Any]) -> Action:
         with self._lock:
-            self.requests.append(body)
+            if self.keep_requests:
+                self.requests.append(body)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             if self.reject_response_format and "response_format" in body:
@@ -161,6 +135,19 @@ class ChatServer:
                 self.wfile.write(payload)
 
         return Handler
+
+
+_default_judge: Any = None
+
+
+def _standin(body: dict[str, Any]) -> Action:
+    """The default responder: one shared stand-in judge (python_ast clusters), built on first use."""
+    global _default_judge
+    if _default_judge is None:
+        from .judge import StandInJudge
+
+        _default_judge = StandInJudge()
+    return _default_judge(body)
 
 
 def _completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
