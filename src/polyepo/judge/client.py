@@ -348,9 +348,9 @@ class JudgeClient:
 
     def _json_mode_rejected(self, failure: RequestFailure) -> bool:
         """In ``auto`` mode, a 400 about ``response_format`` turns JSON mode off (said once)."""
-        text = str(failure).lower()
-        if not (self.config.json_mode == "auto" and text.startswith("http 400:")
-                and ("response_format" in text or "json_object" in text)):
+        about = failure.about
+        if not (self.config.json_mode == "auto" and failure.status == 400
+                and ("response_format" in about or "json_object" in about)):
             return False
         with self._json_lock:
             if self._json_mode:

@@ -59,6 +59,8 @@ def short_repr(value: Any) -> str:
 _SPECIAL = re.compile(r'[{}"\\]')
 # an object that starts like JSON: a key, or an empty object (prose braces such as {x} do not)
 _JSON_LIKE = re.compile(r"\{\s*[\"'}]")
+# the same for an opening brace never closed: also one at the very end (a reply cut off there)
+_OPEN_JSON_LIKE = re.compile(r"\{\s*(?:[\"'}]|\Z)")
 
 
 def _scan(text: str) -> tuple[list[tuple[int, int]], list[int]]:
@@ -104,8 +106,9 @@ def _loads(text: str) -> Any:
         raise InvalidReply(f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
     except RecursionError:
         raise InvalidReply("not valid JSON: nested too deeply to read") from None
-    except ValueError as e:  # e.g. an integer with more digits than Python converts
-        raise InvalidReply(f"not valid JSON: {excerpt(str(e), 120)}") from None
+    except ValueError as e:  # an integer with more digits than Python converts (4300 by default)
+        why = "a number has too many digits to read" if "digits" in str(e) else excerpt(str(e), 120)
+        raise InvalidReply(f"not valid JSON: {why}") from None
 
 
 def parse_json_object(text: str | None) -> dict[str, Any]:
@@ -120,7 +123,7 @@ def parse_json_object(text: str | None) -> dict[str, Any]:
     if not isinstance(text, str) or not text.strip():
         raise InvalidReply("the reply was empty")
     spans, unmatched = _scan(text)
-    open_json = [i for i in unmatched if _JSON_LIKE.match(text, i)]
+    open_json = [i for i in unmatched if _OPEN_JSON_LIKE.match(text, i)]
     if open_json:
         raise InvalidReply(f"not valid JSON: the JSON object that starts at character {open_json[-1]} is never "
                            "closed (was the reply cut off?)")

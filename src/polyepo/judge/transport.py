@@ -37,6 +37,8 @@ class RequestFailure(Exception):
         self.kind = kind
         self.outage = kind in OUTAGE if outage is None else outage
         self.retry_after = retry_after
+        self.status: int | None = None  # the HTTP status, if the server sent one
+        self.about = ""  # the server's whole error text and ``param``, lower case (what it is about)
 
     @property
     def retryable(self) -> bool:
@@ -108,8 +110,13 @@ def status_failure(error: Any) -> RequestFailure:
     code = int(error.status_code)
     kind = "rate_limit" if code == 429 else "server" if code >= 500 or code in (408, 409) else "client"
     headers = error.response.headers if getattr(error, "response", None) is not None else None
-    return RequestFailure(kind, f"HTTP {code}: {error_text(error)}", outage=code >= 500 or code == 408,
-                          retry_after=parse_retry_after(headers))
+    failure = RequestFailure(kind, f"HTTP {code}: {error_text(error)}", outage=code >= 500 or code == 408,
+                             retry_after=parse_retry_after(headers))
+    body = getattr(error, "body", None)
+    param = body.get("param") if isinstance(body, dict) else None
+    failure.status = code
+    failure.about = f"{param if isinstance(param, str) else ''} {_describe(error)}".lower()
+    return failure
 
 
 def error_text(error: Any, limit: int = 300) -> str:
