@@ -279,7 +279,7 @@ class JudgeClient:
                     if not e.retryable:
                         raise
                     streak = sent if streak is None else streak
-                    own = e.kind != "rate_limit" and self._health.answered_since(streak)
+                    own = e.kind != "rate_limit" and self._health.replied_since(streak)
                     if retry >= cfg.max_retries:
                         if e.outage and not own:
                             self._breaker.call_failed()
@@ -303,7 +303,7 @@ class JudgeClient:
         try:
             text = self._post(messages)
             resolved = True
-            self._answered()
+            self._answered(replied=True)
             return text
         except RequestFailure as e:
             resolved = True
@@ -312,15 +312,15 @@ class JudgeClient:
                 if ticket == PROBE:
                     self._breaker.probe_failed()
             else:  # the server answered, if not with a reply (a 4xx, a 429, an unreadable body)
-                self._answered()
+                self._answered(replied=False)
             raise
         finally:
             if ticket == PROBE and not resolved:
                 self._breaker.probe_failed()
 
-    def _answered(self) -> None:
+    def _answered(self, *, replied: bool) -> None:
         self._breaker.answered()
-        ended = self._health.answered()
+        ended = self._health.answered(replied=replied)
         if ended is not None:
             self._waiting.ended(ended)
 
@@ -363,13 +363,13 @@ class JudgeClient:
         """The error that ends a wait longer than ``max_wait_s``: what failed and how to resume."""
         cfg = self.config
         where = cfg.resolved_base_url() or "the OpenAI API"
-        cached = (f"Replies received so far are cached in {self.cache.path}, so nothing is asked twice. "
+        cached = (f"Replies received so far are cached in {self.cache.path}, so a rerun asks nothing twice. "
                   if self.cache is not None else "")
         return JudgeUnavailableError(
             f"the judge at {where} has not answered for {outage_s:.0f} s (max_wait_s={cfg.max_wait_s:g}); last "
-            f"error: {last_error}. Stopped instead of training on made-up clusters. {cached}Once the judge "
-            "answers again, resume from the last checkpoint: `polyepo train --config CONFIG --resume` (a TRL "
-            "trainer: `trainer.train(resume_from_checkpoint=True)`); raise max_wait_s to wait longer.",
+            f"error: {last_error}. Stopped rather than go on without it. {cached}Once the judge answers again, "
+            "rerun; a training run resumes from its last checkpoint with `polyepo train --config CONFIG --resume` "
+            "(a TRL trainer: `trainer.train(resume_from_checkpoint=True)`). Raise max_wait_s to wait longer.",
             waited_s=outage_s, last_error=last_error)
 
 

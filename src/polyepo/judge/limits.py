@@ -179,19 +179,21 @@ class CircuitBreaker:
 
 
 class Health:
-    """When the judge last answered, and since when it has not (one per client)."""
+    """When the judge last replied, and since when it has not answered at all (one per client)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.last_answer = -math.inf
+        self.last_reply = -math.inf
         self.outage_since: float | None = None
         self.last_error: str | None = None
 
-    def answered(self) -> float | None:
-        """Record an answer; returns how long the outage it ends lasted (None if none)."""
+    def answered(self, *, replied: bool) -> float | None:
+        """Record an answer (``replied``: a chat completion, not an error status); returns how
+        long the outage it ends lasted (None if there was none)."""
         with self._lock:
             now = time.monotonic()
-            self.last_answer = now
+            if replied:
+                self.last_reply = now
             since, self.outage_since = self.outage_since, None
             return None if since is None else now - since
 
@@ -202,10 +204,10 @@ class Health:
                 self.outage_since = time.monotonic()
             self.last_error = error
 
-    def answered_since(self, t: float) -> bool:
-        """True if the judge answered some request after monotonic time ``t``."""
+    def replied_since(self, t: float) -> bool:
+        """True if the judge replied to some request after monotonic time ``t``."""
         with self._lock:
-            return self.last_answer > t
+            return self.last_reply > t
 
     def outage_s(self) -> float:
         """Seconds since the current outage began (0 when the judge is answering)."""

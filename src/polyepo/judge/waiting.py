@@ -3,7 +3,7 @@
 A call that would fail because the judge is down (its retries spent on 5xx, timeouts or
 dropped connections, a lasting 429, or an open circuit breaker) waits instead: it retries at
 the capped backoff, or sleeps until the breaker's one probe may go, and wakes as soon as any
-request gets an answer. While calls wait, a status line is logged every ``status_interval_s``
+request gets a reply. While calls wait, a status line is logged every ``status_interval_s``
 (logger ``polyepo.judge``, level WARNING: Python prints it on stderr even when no logging is
 set up, so it reaches a terminal, a log file or a batch job's output alike). When the outage
 has lasted ``max_wait_s`` (from its first failure), the waiting calls raise
@@ -50,7 +50,7 @@ class Waiting:
         """The judge answered after an outage of ``outage_s`` seconds."""
         with self._lock:
             waiters = self._waiters
-            self._status_at = -math.inf
+            self._status_at = time.monotonic()  # no stale status line from calls about to resume
         if waiters:
             log.warning("judge answering again after %.0f s; %d paused call(s) resume", outage_s, waiters)
         else:
@@ -59,8 +59,9 @@ class Waiting:
     def _join(self) -> None:
         with self._lock:
             self._waiters += 1
-            if self._since is None:
+            if self._since is None:  # a new episode: its first status line goes out at once
                 self._since = time.monotonic()
+                self._status_at = -math.inf
 
     def _leave(self) -> None:
         with self._lock:
@@ -120,7 +121,7 @@ class CallWait:
         self._sleep(delay if delay > 0 else self.owner.config.timeout_s + 1.0)
 
     def pause(self, seconds: float) -> None:
-        """Sleep before a retry; a waiting call wakes early when the judge answers anyone."""
+        """Sleep before a retry; a waiting call wakes early when the judge replies to anyone."""
         if self.since is None:
             time.sleep(seconds)
         else:
@@ -131,13 +132,13 @@ class CallWait:
         start = time.monotonic()
         end = start + seconds
         while True:
+            now = time.monotonic()
+            if now >= end or owner.health.replied_since(start):
+                return
             self.check()
             owner.status()
-            now = time.monotonic()
-            if now >= end or owner.health.answered_since(start):
-                return
             began = min(owner.health.outage_since or math.inf, self.since or math.inf)
-            to_limit = began + owner.config.max_wait_s - now
+            to_limit = began + owner.config.max_wait_s - time.monotonic()
             owner.breaker.wait(max(0.001, min(end - now, owner.next_status_in(), to_limit)))
 
     def leave(self) -> float:
