@@ -79,10 +79,12 @@ class JudgeConfig:
     breaker_cooldown_s: float = 60.0
     """How long the breaker stays open before exactly one request probes the server again
     (the others wait for its answer; a failed probe opens the breaker for another cool-down)."""
-    max_wait_s: float = 3600.0
+    max_wait_s: float = 1500.0
     """With the ``wait`` failure policy: the longest a judge outage may pause the callers,
     counted from its first failure, before they stop with ``JudgeUnavailableError`` (which
-    says how to resume). Without ``wait`` it is not used."""
+    says how to resume). Without ``wait`` it is not used. The default stays below the 1800 s a
+    multi-process TRL run lets its other processes wait in a collective (``ddp_timeout``);
+    raise both together."""
     status_interval_s: float = 30.0
     """While callers wait for the judge (``wait`` policy), a status line (logger
     ``polyepo.judge``, level WARNING, so it reaches stderr without any logging set up) says so
