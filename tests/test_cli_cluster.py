@@ -61,8 +61,11 @@ def test_cluster_judge_failure_policy_from_the_command_line(chat_server):
     out = run_cli(*common, "-o", "on_failure=fallback:python_ast", stdin=group)
     assert out.returncode == 0, out.stderr
     assert "failed -> fallback:python_ast" in out.stdout and "failures=1" in out.stdout
-    out = run_cli(*common, stdin=group)
+    out = run_cli(*common, "-o", "on_failure=raise", stdin=group)
     assert out.returncode == 1 and "on_failure='raise' stops here" in out.stderr and "Traceback" not in out.stderr
+    out = run_cli(*common, "-o", "max_wait_s=0.5", "-o", "status_interval_s=0.2", stdin=group)  # wait: the default
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "paused until it answers" in out.stderr and "has not answered" in out.stderr and "rerun" in out.stderr
 
 
 def test_cluster_eval_builtin_set():

@@ -127,7 +127,7 @@ def test_outage_with_fallback_uses_the_offline_backend(chat_server):
 
 def test_outage_with_raise_stops_with_a_clear_message(chat_server):
     chat_server.responder = lambda body: Status(429, "quota")
-    c = judge(chat_server, max_retries=1)  # on_failure defaults to raise
+    c = judge(chat_server, max_retries=1, on_failure="raise")
     with pytest.raises(JudgeFailedError, match=r"on_failure='raise' stops here.*fallback:python_ast"):
         c.cluster_many([("p", ["A: x", "B: y"]), ("q", ["C: z"])])
 

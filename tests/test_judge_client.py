@@ -221,8 +221,8 @@ def test_backoff_grows_caps_and_jitters():
 def test_breaker_disabled_with_zero():
     b = CircuitBreaker(0, 10)
     for _ in range(5):
-        b.record(False)
-    assert b.allow()
+        b.call_failed()
+    assert b.admit() == "pass" and not b.is_open and b.next_probe_in() is None
 
 
 def test_config_errors_name_the_setting(monkeypatch):
@@ -250,7 +250,7 @@ def test_failure_policy_parsing():
     p = FailurePolicy.parse("fallback:python_ast")
     assert (p.action, p.fallback, p.label) == ("fallback", "python_ast", "fallback:python_ast")
     for bad in ("all_distinct", "fallback:", ""):
-        with pytest.raises(ValueError, match="must be 'raise'"):
+        with pytest.raises(ValueError, match="on_failure must be one of 'wait'"):
             FailurePolicy.parse(bad)
 
 

@@ -3,8 +3,9 @@
 A feature (strategy clustering, rubric rewards) builds :class:`JudgeRequest` items (its own
 messages and reply validator) and sends them through one :class:`JudgeClient`, which brings
 retries with backoff and jitter, a concurrency limit, an optional requests-per-minute cap,
-JSON mode, validation with re-asks, a persistent SQLite cache, a circuit breaker and failure
-counting. The feature then applies its explicit :class:`FailurePolicy` to failed items.
+JSON mode, validation with re-asks, a persistent SQLite cache, a circuit breaker, waiting out
+outages (``wait=True``) and failure counting. The feature then applies its explicit
+:class:`FailurePolicy` to failed items.
 
 Importing this package is light; ``openai`` is imported when a client is built.
 """
@@ -14,8 +15,8 @@ from __future__ import annotations
 from .cache import ReplyCache, cache_key
 from .client import JudgeClient, JudgeOutcome, JudgeRequest, JudgeStats
 from .config import JudgeConfig
-from .policy import FailurePolicy, JudgeFailedError
-from .replies import InvalidReply, parse_json_object, reask_message
+from .policy import FailurePolicy, JudgeFailedError, JudgeUnavailableError
+from .replies import InvalidReply, excerpt, parse_json_object, reask_message
 
 __all__ = [
     "FailurePolicy",
@@ -26,8 +27,10 @@ __all__ = [
     "JudgeOutcome",
     "JudgeRequest",
     "JudgeStats",
+    "JudgeUnavailableError",
     "ReplyCache",
     "cache_key",
+    "excerpt",
     "parse_json_object",
     "reask_message",
 ]

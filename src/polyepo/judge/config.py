@@ -46,9 +46,13 @@ class JudgeConfig:
     """``on``: always ask for ``response_format={"type": "json_object"}``; ``off``: never;
     ``auto``: ask, and stop asking if the server rejects the field (HTTP 400 naming it)."""
     timeout_s: float = 120.0
-    """Seconds one HTTP request may take before it counts as a timeout (and is retried)."""
+    """Seconds one HTTP request may take, from sending it to the last byte of the reply,
+    before it counts as a timeout (and is retried); a deadline for the whole request, however
+    slowly the reply arrives."""
     max_retries: int = 5
-    """Retries of one request after a 429, a 5xx, a timeout or a dropped connection."""
+    """Retries of one request after a 429, a 5xx, a timeout or a dropped connection. While the
+    judge answers other requests, a failure is the item's own and its retries wait only
+    ``backoff_initial_s`` (one bad item does not hold a batch through a long backoff)."""
     backoff_initial_s: float = 1.0
     """Wait before the first retry; doubles (``backoff_multiplier``) with each retry."""
     backoff_multiplier: float = 2.0
@@ -64,12 +68,27 @@ class JudgeConfig:
     max_reasks: int = 2
     """Times an invalid reply (bad JSON, wrong keys, wrong types) is sent back with the error
     and a request to answer again, before the call counts as failed."""
+    reask_excerpt_chars: int = 2000
+    """A re-ask quotes the invalid reply up to this many characters (its head and tail), so a
+    runaway reply does not make every later request larger; 0 quotes it whole."""
     breaker_after: int = 8
-    """After this many consecutive failed calls the client stops sending requests for
-    ``breaker_cooldown_s`` and fails fast (an outage should not stall training for hours);
+    """After this many consecutive calls failed on server-side errors (5xx, timeouts, failed or
+    dropped connections; not 4xx, 429 or invalid replies) the client stops sending requests
+    for ``breaker_cooldown_s`` (an outage should not cost every group its whole retry budget);
     0 disables the breaker."""
     breaker_cooldown_s: float = 60.0
-    """How long the breaker stays open before one request probes the server again."""
+    """How long the breaker stays open before exactly one request probes the server again
+    (the others wait for its answer; a failed probe opens the breaker for another cool-down)."""
+    max_wait_s: float = 1500.0
+    """With the ``wait`` failure policy: the longest a judge outage may pause the callers,
+    counted from its first failure, before they stop with ``JudgeUnavailableError`` (which
+    says how to resume). Without ``wait`` it is not used. The default stays below the 1800 s a
+    multi-process TRL run lets its other processes wait in a collective (``ddp_timeout``);
+    raise both together."""
+    status_interval_s: float = 30.0
+    """While callers wait for the judge (``wait`` policy), a status line (logger
+    ``polyepo.judge``, level WARNING, so it reaches stderr without any logging set up) says so
+    this often."""
     cache_path: str | None = DEFAULT_CACHE
     """SQLite file of validated replies, so a resumed run re-asks nothing; None or "" turns the
     persistent cache off. ``$POLYEPO_JUDGE_CACHE`` overrides the default."""
@@ -80,13 +99,14 @@ class JudgeConfig:
         if self.json_mode not in JSON_MODES:
             raise ValueError(f"json_mode must be one of {', '.join(JSON_MODES)}, got {self.json_mode!r}")
         positive = {"timeout_s": self.timeout_s, "backoff_multiplier": self.backoff_multiplier,
-                    "max_concurrency": self.max_concurrency}
+                    "max_concurrency": self.max_concurrency, "status_interval_s": self.status_interval_s}
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
         non_negative = {"max_retries": self.max_retries, "max_reasks": self.max_reasks,
                         "backoff_initial_s": self.backoff_initial_s, "backoff_max_s": self.backoff_max_s,
-                        "breaker_after": self.breaker_after, "breaker_cooldown_s": self.breaker_cooldown_s}
+                        "breaker_after": self.breaker_after, "breaker_cooldown_s": self.breaker_cooldown_s,
+                        "max_wait_s": self.max_wait_s, "reask_excerpt_chars": self.reask_excerpt_chars}
         for name, value in non_negative.items():
             if not value >= 0:
                 raise ValueError(f"{name} must be >= 0, got {value!r}")
