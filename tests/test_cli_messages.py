@@ -144,8 +144,11 @@ def test_ctrl_c_in_train_says_how_to_resume(toy_base, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "polyepo", "train", "--config", str(config)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
     deadline = time.time() + 240
-    while not (tmp_path / "run" / "checkpoint-2").is_dir() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
+    def saved() -> int:  # checkpoints come and go (save_total_limit): look for any past the first
+        return max((int(p.name.split("-")[1]) for p in (tmp_path / "run").glob("checkpoint-*")), default=0)
+
+    while saved() < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
