@@ -39,17 +39,27 @@ def train(
 
         _print_dry_run(run_dry(cfg))
         return
+    from ..judge.policy import JudgeUnavailableError
     from ..workflow.run import train as run_train
 
     try:
         out = run_train(cfg, resume=resume, overwrite=overwrite)
     except KeyboardInterrupt:
-        raise fail(_interrupted(cfg, config, overrides or []), code=130) from None
+        raise fail("interrupted" + _how_to_continue(cfg, config, overrides or []), code=130) from None
+    except JudgeUnavailableError as e:  # the judge stayed down past max_wait_s (on_failure=wait)
+        raise fail(f"{e.summary} Training stopped" + _how_to_continue(cfg, config, overrides or [], "once the "
+                   "judge answers again") + " (clusterer_options.max_wait_s sets how long a run waits for the judge)",
+                   code=JUDGE_UNAVAILABLE_EXIT) from None
     console.print(f"[green]done[/]: model in {out / 'final'}, logs in {out / 'log.jsonl'}")
 
 
-def _interrupted(cfg, config: str | None, overrides: list[str]) -> str:
-    """What to say after Ctrl-C: where the run stands and the command that continues it."""
+#: exit status of a run stopped because its judge stayed down (sysexits' EX_TEMPFAIL: try again later)
+JUDGE_UNAVAILABLE_EXIT = 75
+
+
+def _how_to_continue(cfg, config: str | None, overrides: list[str], when: str = "") -> str:
+    """Where a stopped run stands and the command that continues it (the same config path and
+    overrides as this command), as the end of a sentence."""
     import shlex
 
     from ..models import latest_checkpoint
@@ -57,11 +67,12 @@ def _interrupted(cfg, config: str | None, overrides: list[str]) -> str:
     out = cfg.resolved_output_dir()
     ckpt = latest_checkpoint(out) if out.is_dir() else None
     command = shlex.join(["polyepo", "train", *(["--config", config] if config else []), *overrides])
+    when = f" {when}" if when else ""
     if ckpt is None:
-        return (f"interrupted before the first checkpoint of {out}; start afresh with: {command} --overwrite "
+        return (f" before the first checkpoint of {out}; start afresh{when} with: {command} --overwrite "
                 "(trainer.save_steps sets how often checkpoints are written)")
     fresh = "" if (ckpt / "optimizer.pt").is_file() else " (it holds weights only: the optimizer starts afresh)"
-    return f"interrupted; the newest checkpoint is {ckpt}. Continue from it with: {command} --resume{fresh}"
+    return f"; the newest checkpoint is {ckpt}. Continue from it{when} with: {command} --resume{fresh}"
 
 
 def _print_dry_run(info: dict) -> None:

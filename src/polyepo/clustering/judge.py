@@ -60,6 +60,19 @@ UNSAFE_FALLBACKS = {
 _PLACEHOLDER = re.compile(r"\{\{(PROBLEM|RESPONSES|N|KEYS|DEGENERATE)\}\}")
 
 
+def wait_limit_s(name: str | None, options: dict[str, Any] | None) -> float | None:
+    """The longest a clusterer built as ``make_clusterer(name, **options)`` may pause a training
+    step: the judge's ``max_wait_s`` under ``on_failure=wait`` (its default), else None (it never
+    waits). Read from the config alone, before anything is built; a bad ``on_failure`` raises."""
+    if name != "judge":
+        return None
+    opts = dict(options or {})
+    policy = FailurePolicy.parse(opts.get("on_failure", "wait"), neutral_name=NEUTRAL)
+    if policy.action != "wait":
+        return None
+    return float(opts.get("max_wait_s", JudgeConfig.max_wait_s))
+
+
 def load_template(prompt: str) -> str:
     """Template text of a built-in prompt (``code``, ``math``) or of a file path."""
     if prompt in BUILTIN_PROMPTS:
@@ -188,6 +201,11 @@ class JudgeClusterer(BaseClusterer):
                                  "force_fallback=true to accept it anyway (e.g. for greedy, repeatable responses)")
             log.warning("fallback:%s forced: %s", policy.fallback, UNSAFE_FALLBACKS[policy.fallback])
         return make_clusterer(policy.fallback, degenerate=self.degenerate, **(options or {}))
+
+    @property
+    def wait_limit_s(self) -> float | None:
+        """``max_wait_s`` under ``on_failure=wait`` (how long a judge outage may pause a call), else None."""
+        return self.client.config.max_wait_s if self.policy.action == "wait" else None
 
     def cluster(self, prompt: str, responses: Sequence[str], **context: Any) -> ClusterResult:
         return self.cluster_many([Group(prompt, list(responses), context)])[0]
