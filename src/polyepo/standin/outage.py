@@ -42,6 +42,14 @@ class Outage:
     def ended(self) -> float | None:
         return None if self.began is None else self.began + self.seconds
 
+    def end(self) -> None:
+        """End the outage now (or, before it began, call it off)."""
+        with self._lock:
+            if self.began is None:
+                self.began = time.monotonic()
+                self._over_said = True
+            self.seconds = max(0.0, time.monotonic() - self.began)
+
     def __call__(self, body: dict[str, Any]) -> Action:
         with self._lock:
             self.seen += 1
