@@ -17,7 +17,8 @@ the gradient):
   fails on while it is up (invalid replies after the re-asks, a 4xx) gets ``on_group_failure``
   (default ``reward_only``);
 * ``reward_only``: the group is marked ``policy="reward_only"`` (ids all degenerate), and the
-  group step gives it the reward-only (``dr_grpo``) advantage;
+  group step (:func:`polyepo.groups.group_step`) gives it exactly ``dr_grpo``'s advantage
+  (``r - mean(r)``, whatever the estimator) and leaves it out of the diversity means;
 * ``zero_diversity``: every response of the group degenerate, so no set earns diversity;
 * ``fallback:NAME``: an offline backend clusters the group;
 * ``raise``: stop the run.
@@ -142,7 +143,10 @@ class JudgeClusterer(BaseClusterer):
     Args:
         prompt: ``code``, ``math`` or the path of a template file with ``{{PROBLEM}}``,
             ``{{RESPONSES}}``, ``{{N}}`` (and optionally ``{{KEYS}}``, ``{{DEGENERATE}}``).
-        on_failure: ``wait`` (default) | ``reward_only`` | ``zero_diversity`` |
+        on_failure: ``wait`` (default: pause through an outage, up to ``max_wait_s``) |
+            ``reward_only`` (the group step gives a failed group ``dr_grpo``'s advantage,
+            rewards centred, and leaves it out of the diversity means) | ``zero_diversity``
+            (every response degenerate: no gradient from the group under Poly-EPO) |
             ``fallback:NAME`` (e.g. ``fallback:python_ast``) | ``raise``.
         on_group_failure: with ``on_failure=wait``, what a group gets when the judge fails on
             it while answering others (invalid replies after the re-asks, a 4xx such as a
