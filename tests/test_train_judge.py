@@ -112,6 +112,20 @@ def test_ddp_timeout_covers_the_judges_wait():
         PolyEPOConfig(**base, clusterer_options={"on_failure": "wiat"})
 
 
+def test_polyepo_train_counts_a_rewards_judge_in_ddp_timeout(chat_server, tmp_path):
+    from polyepo.standin import fast_options
+    from polyepo.workflow.config import ConfigError, load_run_config
+    from polyepo.workflow.run import prepare
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "smollm2-rubric-math.yaml"
+    options = {**fast_options(chat_server), "rubric_dir": str(tmp_path), "max_wait_s": 4000}
+    cfg = load_run_config(example, [f"reward_options={json.dumps(options)}", f"output_dir={tmp_path / 'run'}"])
+    assert prepare(cfg).trainer_kwargs["ddp_timeout"] == 4000 + DDP_WAIT_MARGIN_S
+    short = load_run_config(example, [f"reward_options={json.dumps(options)}", "trainer.ddp_timeout=600"])
+    with pytest.raises(ConfigError, match=r"trainer: ddp_timeout=600 s is too short .* max_wait_s=4000 s"):
+        prepare(short)
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 

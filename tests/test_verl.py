@@ -397,7 +397,8 @@ def test_seed002_recipe_composes_with_seed_hyperparameters(estimator):
     assert a.loss_agg_mode == "seq-mean-token-sum-norm" and a.loss_scale_factor == cfg.data.max_response_length
     s = VerlSettings.from_config(cfg.algorithm)
     assert s.estimator_options == {"set_size": 4} and s.clusterer == "judge"  # same clustering in both runs
-    assert s.clusterer_options["on_failure"] == "fallback:python_ast"
+    assert s.clusterer_options["on_failure"] == "wait" and s.clusterer_options["on_group_failure"] == "fallback:python_ast"
+    assert s.clusterer_options["max_wait_s"] == 7200 and s.overlap_clustering
     assert cfg.reward.custom_reward_function.reward_kwargs.reward == "code_tests"
 
 

@@ -50,7 +50,7 @@ from ..clustering import ClusterResult, make_clusterer
 from ..groups import GroupOptions, group_step
 from ..settings import help_field
 from .group_log import GroupLog, group_lines, log_path
-from .trl_clusters import finish_clustering, resolve_ddp_timeout, start_clustering
+from .trl_clusters import finish_clustering, resolve_ddp_timeout, start_clustering, wait_limits
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class PolyEPOConfig(GRPOConfig, GroupOptions):
     clusterer_options: dict[str, Any] = help_field(help="Options of the clusterer (judge endpoint, failure policy, ...).", default_factory=dict)
     log_jsonl: bool = help_field(True, "Also append every logged step to output_dir/log.jsonl.")
     log_groups: bool = help_field(False, "Also append every group of every step (prompt, responses, rewards, cluster ids, failure policy, advantages) to output_dir/groups.jsonl.")
-    ddp_timeout: int | None = help_field(None, "Seconds a process waits in a collective (transformers' ddp_timeout). Unset: 1800, raised to the judge's max_wait_s + 300 under on_failure=wait (the other processes wait for the main process's clustering); a set value shorter than that is refused.")
+    ddp_timeout: int | None = help_field(None, "Seconds a process waits in a collective (transformers' ddp_timeout). Unset: 1800, raised to the clusterer's judge's max_wait_s + 300 under on_failure=wait (the other processes wait for the main process's clustering; polyepo train also counts a reward's judge); a set value shorter than that is refused.")
 
     # Paper defaults for inherited settings.
     loss_type: str = help_field("dr_grpo", "TRL loss aggregation; dr_grpo divides by max_completion_length (Dr.GRPO, as the Poly-EPO paper).")
@@ -128,7 +128,7 @@ class PolyEPOConfig(GRPOConfig, GroupOptions):
     epsilon_high: float | None = help_field(0.28, "Upper clip bound (DAPO / Poly-EPO paper: 0.28).")
 
     def __post_init__(self) -> None:
-        self.ddp_timeout = resolve_ddp_timeout(self.ddp_timeout, self.clusterer, self.clusterer_options)
+        self.ddp_timeout = resolve_ddp_timeout(self.ddp_timeout, wait_limits(self.clusterer, self.clusterer_options))
         super().__post_init__()
         for key, (honoured, instead) in UNSUPPORTED.items():
             if getattr(self, key) != honoured:
@@ -192,8 +192,8 @@ class PolyEPOTrainer(GRPOTrainer):
             raise TypeError("PolyEPOTrainer needs args=PolyEPOConfig(...)")
         if clusterer is None and self.args.clusterer:
             clusterer = make_clusterer(self.args.clusterer, **self.args.clusterer_options)
-        if self.accelerator.num_processes > 1:  # a clusterer passed in: its wait against ddp_timeout
-            resolve_ddp_timeout(self.args.ddp_timeout, clusterer, None)
+        if self.accelerator.num_processes > 1:  # built judges (a clusterer, rewards): their waits against ddp_timeout
+            resolve_ddp_timeout(self.args.ddp_timeout, wait_limits(clusterer, None, self.reward_funcs))
         self.clusterer = clusterer
         self._estimator_kwargs = self.args.estimator_kwargs()
         self._group_options = self.args.group_options()

@@ -50,22 +50,33 @@ def _default_ddp_timeout() -> int:
     return next(f.default for f in dataclasses.fields(TrainingArguments) if f.name == "ddp_timeout")
 
 
-def resolve_ddp_timeout(ddp_timeout: int | None, clusterer: Any, clusterer_options: dict[str, Any] | None) -> int:
-    """``ddp_timeout`` for a run whose clusterer is ``clusterer`` (a name with its options, or a
-    built clusterer): unset (None) -> transformers' default, raised to the judge's ``max_wait_s``
-    + :data:`DDP_WAIT_MARGIN_S` when that is longer; set -> kept, or ``ValueError`` when shorter."""
-    limit = wait_limit_s(clusterer, clusterer_options) if isinstance(clusterer, str) or clusterer is None \
-        else getattr(clusterer, "wait_limit_s", None)
+def wait_limits(clusterer: Any = None, clusterer_options: dict[str, Any] | None = None,
+                reward_funcs: Any = ()) -> list[float]:
+    """How long each judge of a run may pause a step under ``on_failure=wait``: the clusterer's
+    (a name with its options, or a built clusterer) and each reward function's (``wait_limit_s``)."""
+    if isinstance(clusterer, str) or clusterer is None:
+        limits = [wait_limit_s(clusterer, clusterer_options)]
+    else:
+        limits = [getattr(clusterer, "wait_limit_s", None)]
+    limits += [getattr(f, "wait_limit_s", None) for f in reward_funcs]
+    return [float(x) for x in limits if x is not None]
+
+
+def resolve_ddp_timeout(ddp_timeout: int | None, limits: list[float]) -> int:
+    """``ddp_timeout`` for a run whose judges may pause a step for ``limits`` seconds
+    (:func:`wait_limits`): unset (None) -> transformers' default, raised to the longest +
+    :data:`DDP_WAIT_MARGIN_S` when that is longer; set -> kept, or ``ValueError`` when shorter."""
+    limit = max(limits, default=None)
     need = None if limit is None else math.ceil(limit + DDP_WAIT_MARGIN_S)
     if ddp_timeout is None:
         return max(_default_ddp_timeout(), need or 0)
     if need is not None and ddp_timeout < need:
         raise ValueError(
-            f"ddp_timeout={ddp_timeout} s is too short for the judge's on_failure=wait with max_wait_s={limit:g} s: "
-            "in a multi-process run the other processes wait for the main process's clustering in a collective, "
-            f"which would time out (and kill the run) before the judge's wait ends. Set ddp_timeout >= {need} "
-            f"(max_wait_s + {DDP_WAIT_MARGIN_S} s), lower clusterer_options.max_wait_s, or leave ddp_timeout "
-            "unset (it is then raised as needed)")
+            f"ddp_timeout={ddp_timeout} s is too short for a judge's on_failure=wait with max_wait_s={limit:g} s: "
+            "in a multi-process run the other processes wait for the waiting one in a collective, which would "
+            f"time out (and kill the run) before the judge's wait ends. Set ddp_timeout >= {need} "
+            f"(max_wait_s + {DDP_WAIT_MARGIN_S} s), lower the judge's max_wait_s (clusterer_options or "
+            "reward_options), or leave ddp_timeout unset (it is then raised as needed)")
     return int(ddp_timeout)
 
 
