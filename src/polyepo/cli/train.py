@@ -33,13 +33,17 @@ def train(
     if list_trainer_keys:
         _print_trainer_keys()
         return
+    from ..judge.policy import JudgeFailedError, JudgeUnavailableError
+
     cfg = load_run_config(config, overrides or [])
     if dry_run:
         from ..workflow.run import dry_run as run_dry
 
-        _print_dry_run(run_dry(cfg))
+        try:
+            _print_dry_run(run_dry(cfg))
+        except JudgeFailedError as e:  # the judge is down, or its policy is raise
+            raise fail(f"dry run: {e}", code=1) from None
         return
-    from ..judge.policy import JudgeUnavailableError
     from ..workflow.run import train as run_train
 
     try:
@@ -48,8 +52,11 @@ def train(
         raise fail("interrupted" + _how_to_continue(cfg, config, overrides or []), code=130) from None
     except JudgeUnavailableError as e:  # the judge stayed down past max_wait_s (on_failure=wait)
         raise fail(f"{e.summary} Training stopped" + _how_to_continue(cfg, config, overrides or [], "once the "
-                   "judge answers again") + " (clusterer_options.max_wait_s sets how long a run waits for the judge)",
+                   "judge answers again") + " (the judge's max_wait_s, in clusterer_options or reward_options, sets how "
+                   "long a run waits)",
                    code=JUDGE_UNAVAILABLE_EXIT) from None
+    except JudgeFailedError as e:  # a judge policy of raise
+        raise fail(f"{e} Training stopped" + _how_to_continue(cfg, config, overrides or []), code=1) from None
     console.print(f"[green]done[/]: model in {out / 'final'}, logs in {out / 'log.jsonl'}")
 
 
@@ -126,13 +133,17 @@ def compare(
     if dry_run:
         _compare_dry_run(config, overrides or [], names, seed_list, evaluate)
         return
+    from ..judge.policy import JudgeUnavailableError
     from ..workflow.compare import run_compare
 
+    again = ("run the same command again: finished runs are skipped and interrupted ones resume from their "
+             "newest checkpoint")
     try:
         out = run_compare(config, overrides or [], names, seed_list, resume=resume, evaluate=evaluate)
     except KeyboardInterrupt:
-        raise fail("interrupted; run the same command again: finished runs are skipped and interrupted ones "
-                   "resume from their newest checkpoint", code=130) from None
+        raise fail(f"interrupted; {again}", code=130) from None
+    except JudgeUnavailableError as e:
+        raise fail(f"{e.summary} Stopped; once the judge answers again, {again}", code=JUDGE_UNAVAILABLE_EXIT) from None
     console.print(f"[green]done[/]: {out}")
 
 
