@@ -1,6 +1,6 @@
 """A judge outage in the middle of a toy training run, under each failure policy, side by side.
 
-    python benchmarks/judge_outage_training.py [--steps 40] [--outage 20] [--after-steps 6]
+    python benchmarks/judge_outage_training.py [--steps 120] [--outage 20] [--after-steps 6]
         [--policies wait,reward_only,zero_diversity] [--model toy-paths-base] [--workdir DIR]
 
 Serves the stand-in judge (answering with the toy task's own routes) on 127.0.0.1 behind a
@@ -13,10 +13,10 @@ against it (a real subprocess: the CLI, TRL's trainer, the ``openai`` client ove
 judge client's times scaled down ~10x from their defaults (backoff up to 6 s, breaker cool-down
 6 s) and ``trainer.max_failed_group_fraction=1.0`` (so that ``reward_only`` and ``zero_diversity``
 do not stop the run). From each run's ``groups.jsonl`` and ``log.jsonl`` it prints: steps
-finished, groups, groups the judge failed on, groups given zero diversity (no gradient at all)
-and the reward-only advantage, the largest gap between a ``reward_only`` group's advantages and
-``dr_grpo``'s on its logged rewards, the longest step, the run's wall time and the judge's status
-lines. What it does not measure: a real judge's recovery, or GPU step times (a toy step takes
+finished, steps with a failed group, groups the judge failed on, groups given zero diversity
+and the reward-only advantage, groups with no gradient at all (every advantage 0), the largest
+gap between a ``reward_only`` group's advantages and ``dr_grpo``'s on its logged rewards, the
+mean and the longest step, the run's wall time and the judge's status lines. What it does not measure: a real judge's recovery, or GPU step times (a toy step takes
 ~0.1 s, so the policies that do not wait run many steps through the outage).
 """
 
@@ -98,11 +98,14 @@ def summarise(out: Path, stderr: str) -> dict[str, Any]:
     return {
         "steps": max(row["step"] for row in logs),
         "groups": len(groups),
+        "steps_hit": len({g["step"] for g in groups if g["failed"]}),
         "failed": sum(g["failed"] for g in groups),
         "zero_diversity": sum(g["failed"] and g["policy"] == "zero_diversity" for g in groups),
         "reward_only": len(reward_only),
         "dr_grpo_gap": max((dr_grpo_gap(g) for g in reward_only), default=0.0),
+        "no_gradient": sum(not any(g["advantages"]) for g in groups),
         "longest_step_s": max(row.get("step_time", 0.0) for row in logs),
+        "step_s": sum(row.get("step_time", 0.0) for row in logs) / len(logs),
         "status_lines": stderr.count("judge unavailable for"),
         "groups_log": groups, "log": logs,
     }
@@ -110,7 +113,7 @@ def summarise(out: Path, stderr: str) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--outage", type=float, default=20.0, help="seconds of HTTP 503")
     parser.add_argument("--after-steps", type=int, default=6, help="steps answered before the outage")
     parser.add_argument("--policies", default="wait,reward_only,zero_diversity")
@@ -126,12 +129,15 @@ def main() -> None:
             sys.exit(f"{policy}: polyepo train failed ({rows[policy]['returncode']}):\n{rows[policy]['stderr'][-3000:]}")
     print(f"toy run of {args.steps} steps x {GROUPS_PER_STEP} groups; the judge answers HTTP 503 for "
           f"{args.outage:g} s after {args.after_steps} steps' requests; runs in {workdir}")
-    keys = ["steps", "groups", "failed", "zero_diversity", "reward_only", "dr_grpo_gap", "longest_step_s", "wall_s",
-            "status_lines", "refused"]
-    print(f"{'policy':<16}" + "".join(f"{k:>16}" for k in keys))
+    print("steps_hit: steps with a failed group; no_gradient: groups whose advantages are all 0 (a failure under "
+          "zero_diversity, or equal rewards and one strategy); step_s: mean seconds per step")
+    keys = ["steps", "steps_hit", "failed", "zero_diversity", "reward_only", "no_gradient", "dr_grpo_gap", "step_s",
+            "longest_step_s", "wall_s", "status_lines"]
+    print(f"{'policy':<16}" + "".join(f"{k:>15}" for k in keys))
     for name, row in rows.items():
-        print(f"{name:<16}" + "".join(f"{row[k]:>16.3g}" if isinstance(row[k], float) else f"{row[k]:>16}"
+        print(f"{name:<16}" + "".join(f"{row[k]:>15.3g}" if isinstance(row[k], float) else f"{row[k]:>15}"
                                       for k in keys))
+        print(f"{'':<16}judge requests refused during the outage: {row['refused']}")
     if "wait" in rows:
         w = rows["wait"]
         ok = w["steps"] == args.steps and w["failed"] == 0 and w["zero_diversity"] == 0 and w["refused"] > 0

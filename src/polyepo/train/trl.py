@@ -6,8 +6,9 @@ changes. While TRL computes the rewards of the whole generation batch (gathered 
 process, groups of ``num_generations`` adjacent completions), the trainer clusters each complete
 group once (on the main process, on a background thread, broadcast to the others:
 :mod:`polyepo.train.trl_clusters`), then computes the advantages of the global batch with the
-chosen estimator from :mod:`polyepo.advantages`, and hands each process its own rows. ``estimator="dr_grpo"`` and ``"poly_epo"`` therefore differ in the advantage
-only: same samples, same loss, same optimiser.
+chosen estimator from :mod:`polyepo.advantages`, and hands each process its own rows.
+``estimator="dr_grpo"`` and ``"poly_epo"`` therefore differ in the advantage only: same
+samples, same loss, same optimiser.
 
 The step itself (unscorable rollouts, failed clustering, advantages, step metrics) is
 :func:`polyepo.groups.group_step`, the code verl's adapter runs too; this module only gathers

@@ -177,7 +177,8 @@ def install_early_clustering(trainer: Any, settings: VerlSettings, clusterer: Cl
         poll()
         manager = getattr(trainer, "reward_loop_manager", None)
         if getattr(manager, "reward_loop_worker_handles", None) is not None:  # rewards scored during sampling
-            early.notice(buffer.finished_keys.get("train", ()), buffer.partitions.get("train", {}))
+            finished = getattr(buffer, "finished_keys", {}).get("train", ())
+            early.notice(finished, getattr(buffer, "partitions", {}).get("train", {}))
 
     buffer._sync_metadata_from_transfer_queue = synced
     return early
