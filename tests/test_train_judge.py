@@ -26,7 +26,7 @@ from polyepo.standin import ChatServer, Outage  # noqa: E402
 from polyepo.standin.judge import StandInJudge  # noqa: E402
 from polyepo.tasks import load_task  # noqa: E402
 from polyepo.train.trl import PolyEPOConfig, PolyEPOTrainer  # noqa: E402
-from polyepo.train.trl_clusters import DDP_WAIT_MARGIN_S  # noqa: E402
+from polyepo.train.trl.clusters import DDP_WAIT_MARGIN_S  # noqa: E402
 
 COMMON = dict(use_cpu=True, bf16=False, per_device_train_batch_size=32, num_generations=8, max_completion_length=6,
               learning_rate=1e-3, report_to=[], temperature=1.0, top_k=0, disable_tqdm=True, logging_steps=1, seed=0)

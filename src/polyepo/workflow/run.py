@@ -99,7 +99,7 @@ def prepare(cfg: RunConfig) -> Prepared:
     trainer_kwargs = {**trainer_defaults(output_dir), **cfg.trainer,
                       "clusterer": clusterer_name, "clusterer_options": cluster_opts}
     if getattr(reward_fn, "wait_limit_s", None) is not None:  # the reward's judge waits too (on_failure=wait)
-        from ..train.trl_clusters import resolve_ddp_timeout, wait_limits
+        from ..train.trl.clusters import resolve_ddp_timeout, wait_limits
 
         limits = wait_limits(clusterer_name, cluster_opts, [reward_fn])
         try:

@@ -39,7 +39,7 @@ import torch
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
-from ..advantages import (
+from ...advantages import (
     NEEDS_CLUSTERS,
     SHARED_OPTIONS,
     check_options,
@@ -47,11 +47,11 @@ from ..advantages import (
     get_estimator,
     shared_option_default,
 )
-from ..clustering import ClusterResult, make_clusterer
-from ..groups import GroupOptions, group_step
-from ..settings import help_field
+from ...clustering import ClusterResult, make_clusterer
+from ...groups import GroupOptions, group_step
+from ...settings import help_field
+from .clusters import finish_clustering, resolve_ddp_timeout, start_clustering, wait_limits
 from .group_log import GroupLog, group_lines, log_path
-from .trl_clusters import finish_clustering, resolve_ddp_timeout, start_clustering, wait_limits
 
 logger = logging.getLogger(__name__)
 

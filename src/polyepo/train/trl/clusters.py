@@ -32,12 +32,12 @@ from typing import Any
 
 from accelerate.utils import broadcast_object_list, gather_object
 
-from ..clustering import ClusterResult
-from ..clustering.base import Group, prompt_text
-from ..clustering.judge import wait_limit_s
-from ..groups import PendingClusters
-from ..judge.policy import JudgeUnavailableError
-from ..rewards.extract import completion_text
+from ...clustering import ClusterResult
+from ...clustering.base import Group, prompt_text
+from ...clustering.judge import wait_limit_s
+from ...groups import PendingClusters
+from ...judge.policy import JudgeUnavailableError
+from ...rewards.extract import completion_text
 
 #: Seconds ``ddp_timeout`` must exceed the judge's ``max_wait_s`` by: the rest of a step's
 #: clustering, around the outage.

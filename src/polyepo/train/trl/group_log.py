@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..clustering import ClusterResult
+from ...clustering import ClusterResult
 
 FILENAME = "groups.jsonl"
 
