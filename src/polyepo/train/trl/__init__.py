@@ -5,7 +5,7 @@ A TRL user switches by changing the two class names and setting ``estimator`` an
 changes. While TRL computes the rewards of the whole generation batch (gathered from every
 process, groups of ``num_generations`` adjacent completions), the trainer clusters each complete
 group once (on the main process, on a background thread, broadcast to the others:
-:mod:`polyepo.train.trl_clusters`), then computes the advantages of the global batch with the
+:mod:`polyepo.train.trl.clusters`), then computes the advantages of the global batch with the
 chosen estimator from :mod:`polyepo.advantages`, and hands each process its own rows.
 ``estimator="dr_grpo"`` and ``"poly_epo"`` therefore differ in the advantage only: same
 samples, same loss, same optimiser.
@@ -209,7 +209,7 @@ class PolyEPOTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         """TRL's rewards, with the global batch's clustering running beside them (started first,
-        collected after; :mod:`polyepo.train.trl_clusters`)."""
+        collected after; :mod:`polyepo.train.trl.clusters`)."""
         step = start_clustering(self, inputs, prompts, completions, gather_texts=self.group_log is not None)
         t0 = time.perf_counter()
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
