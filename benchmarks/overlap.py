@@ -44,6 +44,31 @@ def slow_reward(base, seconds: float):
     return reward
 
 
+def train_once(base_url: str, model_dir, data, steps: int, overlap: bool, S: float) -> dict[str, float]:
+    """One toy run against the judge at ``base_url``; medians per step, the first step left out."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.trainer_callback import PrinterCallback
+
+    from polyepo.rewards import make_reward
+    from polyepo.train.trl import PolyEPOConfig, PolyEPOTrainer
+
+    options = dict(model="standin", base_url=base_url, prompt="code", cache_path=None, max_concurrency=16)
+    with tempfile.TemporaryDirectory() as out:
+        trainer = PolyEPOTrainer(
+            model=AutoModelForCausalLM.from_pretrained(model_dir), processing_class=AutoTokenizer.from_pretrained(model_dir),
+            reward_funcs=[slow_reward(make_reward("toy_paths"), S)], train_dataset=data,
+            args=PolyEPOConfig(output_dir=out, clusterer="judge", clusterer_options=options, overlap_clustering=overlap,
+                               use_cpu=True, bf16=False, per_device_train_batch_size=128, num_generations=8,
+                               max_completion_length=6, max_steps=steps, learning_rate=1e-3, report_to=[],
+                               save_strategy="no", top_k=0, disable_tqdm=True, logging_steps=1, seed=0, log_jsonl=False))
+        trainer.remove_callback(PrinterCallback)
+        trainer.train()
+    rows = [h for h in trainer.state.log_history if "polyepo/time_reward_s" in h][1:]
+    return {"phase": statistics.median(h["polyepo/time_reward_s"] + h["polyepo/time_cluster_wait_s"] for h in rows),
+            "step": statistics.median(h["step_time"] for h in rows),
+            "cluster": statistics.median(h["polyepo/time_cluster_s"] for h in rows)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=5, help="steps per run (the first is left out)")
@@ -53,15 +78,11 @@ def main() -> int:
 
     import transformers
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.trainer_callback import PrinterCallback
 
     from polyepo.models import resolve_model
-    from polyepo.rewards import make_reward
     from polyepo.standin import ChatServer, Reply
     from polyepo.standin.judge import StandInJudge
     from polyepo.tasks import load_task
-    from polyepo.train.trl import PolyEPOConfig, PolyEPOTrainer
 
     transformers.utils.logging.set_verbosity_error()
     model_dir = resolve_model("toy-paths-base")
@@ -73,31 +94,15 @@ def main() -> int:
         answer = judge(body)
         return Reply(answer.content, delay_s=latency["s"]) if isinstance(answer, Reply) else answer
 
-    def run(server, overlap: bool, S: float, L: float) -> dict[str, float]:
-        latency["s"] = L
-        options = dict(model="standin", base_url=server.base_url, prompt="code", cache_path=None, max_concurrency=16)
-        with tempfile.TemporaryDirectory() as out:
-            trainer = PolyEPOTrainer(
-                model=AutoModelForCausalLM.from_pretrained(model_dir), processing_class=AutoTokenizer.from_pretrained(model_dir),
-                reward_funcs=[slow_reward(make_reward("toy_paths"), S)], train_dataset=data,
-                args=PolyEPOConfig(output_dir=out, clusterer="judge", clusterer_options=options, overlap_clustering=overlap,
-                                   use_cpu=True, bf16=False, per_device_train_batch_size=128, num_generations=8,
-                                   max_completion_length=6, max_steps=args.steps, learning_rate=1e-3, report_to=[],
-                                   save_strategy="no", top_k=0, disable_tqdm=True, logging_steps=1, seed=0, log_jsonl=False))
-            trainer.remove_callback(PrinterCallback)
-            trainer.train()
-        rows = [h for h in trainer.state.log_history if "polyepo/time_reward_s" in h][1:]
-        return {"phase": statistics.median(h["polyepo/time_reward_s"] + h["polyepo/time_cluster_wait_s"] for h in rows),
-                "step": statistics.median(h["step_time"] for h in rows),
-                "cluster": statistics.median(h["polyepo/time_cluster_s"] for h in rows)}
-
     pairs = [tuple(float(x) for x in p.split(":")) for p in args.pairs.split(",")]
     missed = False
     with ChatServer(delayed, keep_requests=False) as server:
         print(f"toy task, 16 groups of 8 per step, {args.steps - 1} timed steps per run; medians in seconds per step")
         print(f"{'S':>5} {'L':>5}  {'run':<11} {'reward+clustering':>18} {'whole step':>11} {'clustering':>11}")
         for S, L in pairs:
-            res = {mode: run(server, mode == "overlapped", S, L) for mode in ("sequential", "overlapped")}
+            latency["s"] = L
+            res = {mode: train_once(server.base_url, model_dir, data, args.steps, mode == "overlapped", S)
+                   for mode in ("sequential", "overlapped")}
             for mode, r in res.items():
                 print(f"{S:>5.2f} {L:>5.2f}  {mode:<11} {r['phase']:>18.3f} {r['step']:>11.3f} {r['cluster']:>11.3f}")
             bound = 1.1 * max(S, L)
