@@ -16,7 +16,7 @@ Printed per run: the reward and clustering phase of a step (seconds from the sta
 functions to the clusters in hand: ``time_reward_s + time_cluster_wait_s``), the whole step
 (TRL's ``step_time``: generation, rewards, clustering, the update), and whether the target holds:
 overlapped phase <= 1.1 x max(S, L). The rest of a toy step (generation and the update, ~0.1 s)
-is the same in both runs.
+is the same in both runs. torch runs on one thread (``OMP_NUM_THREADS=1`` unless set).
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ import tempfile
 import time
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# one torch thread: on a small shared machine, torch's thread pool spinning beside the judge's
+# and the server's threads makes the whole step several times slower and noisy
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def slow_reward(base, seconds: float):
