@@ -34,7 +34,7 @@ import types
 
 from . import channel
 from . import protocol as proto
-from .candidate import describe
+from .candidate import describe, flush_stdio
 
 REPORT_FD, TEST_FD, CHANNEL_FD = 3, 4, 5
 NAMESPACE = "__main__"  # the test runs as a script does (``if __name__ == "__main__":`` blocks run)
@@ -69,11 +69,7 @@ def receive_frame() -> bytes:
 
 
 def finish(code: int = 0) -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except BaseException:
-            pass
+    flush_stdio()
     os._exit(code)
 
 
