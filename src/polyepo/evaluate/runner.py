@@ -14,7 +14,8 @@ from ..tasks import load_task
 from ..tasks.base import Component
 from .results import FORMAT, VERSION, ResultsWriter, compact
 from .sampling import SamplingSettings, chunk_seed, make_sampler, resolve_engine
-from .scoring import as_component, cluster_problem, component_dict, correct_of, score_problem
+from .scoring import ScoreTally, as_component, cluster_problem, component_dict, correct_of, score_problem
+from .summary import warn_degenerate_diversity
 
 
 def model_fingerprint(path: Path) -> str:
@@ -133,7 +134,7 @@ def evaluate(
         print(f"note: {note}")
     with ResultsWriter(out, header) as writer:
         _run(writer, rows, settings, model_path, rew, clu, progress)
-    compact(out)
+    warn_degenerate_diversity(compact(out))
     return out
 
 
@@ -152,9 +153,10 @@ def _run(writer: ResultsWriter, rows: list[dict[str, Any]], settings: SamplingSe
     clusterer = make_clusterer(clu["name"], **clu["options"])
     sampler = None
     threshold = float(writer.results.header.get("correct_threshold", 1.0))
+    tally = ScoreTally(len(rows), threshold, writer.results.problems)
     with progress_bar(progress) as bar:
-        bar_task = bar.add_task("sampling", total=len(rows) * settings.n)
-        bar.advance(bar_task, len(done) * settings.n)
+        bar_task = bar.add_task("sampling", total=len(rows) * settings.n, completed=len(done) * settings.n,
+                                metrics=tally.text())
         for index, row in todo:
             pid = row["problem_id"]
             have = chunks.get(pid, {})
@@ -168,7 +170,10 @@ def _run(writer: ResultsWriter, rows: list[dict[str, Any]], settings: SamplingSe
                                "num_tokens": s.num_tokens, "finished": s.finished}
                 writer.write(have[start])
                 bar.advance(bar_task, size)
-            writer.write(_scored(index, row, have, settings, reward_fn, clusterer, clu["only_correct"], threshold))
+            prob = _scored(index, row, have, settings, reward_fn, clusterer, clu["only_correct"], threshold)
+            writer.write(prob)
+            tally.add(prob)
+            bar.update(bar_task, metrics=tally.text())
 
 
 def _scored(index: int, row: dict[str, Any], have: dict[int, dict[str, Any]], settings: SamplingSettings,

@@ -65,7 +65,8 @@ class Run:
 
 
 def read_log(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Rows of a ``log.jsonl`` that have a numeric ``step``; lines that are not JSON are skipped (noted)."""
+    """Rows of a ``log.jsonl`` that have a numeric ``step``; lines that are not JSON are skipped
+    (noted), and the training's warnings are noted."""
     rows, notes, bad = [], [], 0
     if not path.is_file():
         return [], [f"{path}: no training log"]
@@ -79,6 +80,8 @@ def read_log(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
             continue
         if isinstance(rec, dict) and isinstance(rec.get("step"), (int, float)):
             rows.append(rec)
+            if isinstance(rec.get("warning"), str):  # a training warning (degenerate diversity ...)
+                notes.append(f"{path}, step {rec['step']}: {rec['warning']}")
     if bad:
         notes.append(f"{path}: {bad} line(s) were not JSON and were skipped")
     return rows, notes
