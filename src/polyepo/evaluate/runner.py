@@ -6,6 +6,7 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from ..tasks.base import Component
 from .results import FORMAT, VERSION, ResultsWriter, compact
 from .sampling import SamplingSettings, chunk_seed, make_sampler, resolve_engine
 from .scoring import ScoreTally, as_component, cluster_problem, component_dict, correct_of, score_problem
-from .summary import warn_degenerate_diversity
+from .setup import EvalSetup, eval_setup
+from .summary import log, warn_degenerate_diversity
 
 
 def model_fingerprint(path: Path) -> str:
@@ -70,8 +72,8 @@ def _components(task_obj: Any, reward: Any, reward_options: Any, clusterer: Any,
 
 def evaluate(
     model: str | os.PathLike,
-    task: str = "toy_paths",
-    split: str = "test",
+    task: str | None = None,
+    split: str | None = None,
     *,
     limit: int | None = None,
     out: str | os.PathLike | None = None,
@@ -95,7 +97,10 @@ def evaluate(
     Args:
         model: bundled model name, model directory, or training run directory (its ``final/``
             or newest ``checkpoint-N/``), as :func:`polyepo.models.resolve_model`.
-        task, split, task_options, limit: the problems (``limit`` = the first that many).
+        task, split, task_options, limit: the problems (``limit`` = the first that many). With
+            ``task`` or ``split`` None they come from the model's training run (its
+            ``run.yaml``: the task, its options, reward and clusterer, the one eval split), as
+            :func:`polyepo.evaluate.setup.eval_setup` says; outside a run, ``toy_paths`` and ``test``.
         out: results file (default: ``RUN_DIR/eval/...`` for a run, else ``eval/MODEL/...``).
         reward, reward_options: reward function (default: the task's).
         clusterer, clusterer_options: clustering backend (default: the task's).
@@ -110,6 +115,16 @@ def evaluate(
     from ..models import resolve_model
 
     asked = SamplingSettings.from_options(**sampling)  # bad names and values fail before any loading
+    if task is None or split is None:
+        setup = eval_setup(model, task, split, task_options=task_options, reward=reward,
+                           reward_options=reward_options, clusterer=clusterer, clusterer_options=clusterer_options)
+        if len(setup.splits) > 1:
+            raise ValueError(f"{model} is evaluated on splits {', '.join(setup.splits)} ({setup.notes[0]}): "
+                             "give one split (one results file per split)")
+        say(setup, progress)
+        return evaluate(model, split=setup.splits[0], limit=limit, out=out, only_correct=only_correct,
+                        correct_threshold=correct_threshold, label=label, progress=progress,
+                        **setup.evaluate_kwargs(), **sampling)
     task_obj = load_task(task, **(task_options or {}))
     rows = task_obj.rows(split, limit)
     if not rows:
@@ -136,6 +151,16 @@ def evaluate(
         _run(writer, rows, settings, model_path, rew, clu, progress)
     warn_degenerate_diversity(compact(out))
     return out
+
+
+def say(setup: EvalSetup, notes: bool = True) -> None:
+    """Print where an evaluation's task and splits came from (standard error), and log what
+    contradicts the run."""
+    if notes:
+        for line in setup.notes:
+            print(f"note: {line}", file=sys.stderr, flush=True)
+    for line in setup.flags:
+        log.warning("warning: %s", line)
 
 
 def _run(writer: ResultsWriter, rows: list[dict[str, Any]], settings: SamplingSettings, model_path: Path,

@@ -31,11 +31,12 @@ RESCORE_BLOCK = 32
 
 def as_component(choice: str | Component | dict | None, options: dict[str, Any] | None, default: Component,
                  what: str) -> Component:
-    """A :class:`Component` from a name (plus options), a Component, a header dict, or None (= default)."""
+    """A :class:`Component` from a name (plus options), a Component, a header dict, or None (=
+    ``default``, whose options the given ones update, as in a run config)."""
     if choice is None:
-        if options:
+        if options and default.name == "?":
             raise ValueError(f"{what} options given without a {what} name")
-        return default
+        return Component(default.name, {**default.options, **options}) if options else default
     if isinstance(choice, Component):
         return Component(choice.name, {**choice.options, **(options or {})})
     if isinstance(choice, dict):
