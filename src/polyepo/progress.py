@@ -97,7 +97,7 @@ class _Task:
     total: int | None
     completed: int
     metrics: str = ""
-    start: float = field(default_factory=time.monotonic)
+    start: float = 0.0
     start_completed: int = 0
     shown_at: float = -math.inf
     shown_completed: int = -1
@@ -125,7 +125,7 @@ class LineDisplay:
         self.tasks: list[_Task] = []
 
     def add_task(self, description: str, total: int | None = None, completed: int = 0, metrics: str = "") -> int:
-        self.tasks.append(_Task(description, total, completed, metrics, start_completed=completed))
+        self.tasks.append(_Task(description, total, completed, metrics, time.monotonic(), start_completed=completed))
         self._show(self.tasks[-1], force=True)
         return len(self.tasks) - 1
 
