@@ -249,9 +249,9 @@ def close_displays(callbacks: Any) -> None:
 class TrainingProgress:
     """Training's step/max_steps, elapsed time, ETA and the latest SHOWN values.
 
-    Per-step values come from ``trainer.last_step_metrics`` when the trainer has them (a
-    ``PolyEPOTrainer``: the group step's metrics and the step's mean reward); logged values
-    (averaged over the logging interval) fill in the rest.
+    Per-step values come from the trainer when it has them (a ``PolyEPOTrainer``: the group
+    step's ``last_step_metrics`` and ``last_step_reward``, the step's mean over its scored
+    rollouts); logged values (averaged over the logging interval) fill in the rest.
     """
 
     def __init__(self, trainer: Any = None, stream: TextIO | None = None) -> None:
@@ -278,7 +278,8 @@ class TrainingProgress:
             return
         latest = getattr(self.trainer, "last_step_metrics", None)
         if isinstance(latest, Mapping):
-            self.per_step = {k: v for k, v in latest.items() if isinstance(v, (int, float))}
+            reward = getattr(self.trainer, "last_step_reward", None)
+            self.per_step = {k: v for k, v in {**latest, "reward": reward}.items() if isinstance(v, (int, float))}
         self.display.update(self.task, completed=state.global_step, metrics=self.metrics())
 
     def on_log(self, args, state, control, logs=None, **kwargs):

@@ -279,8 +279,9 @@ class PolyEPOTrainer(GRPOTrainer):
                    "polyepo/time_cluster_s": pending["cluster_s"]}
         for key, value in metrics.items():  # the group step's vocabulary (docs/training.md)
             self._metrics[mode][key].append(float(value))
+        self.last_step_metrics = metrics
         scored = self.last_rewards[~np.isnan(self.last_rewards)]
-        self.last_step_metrics = {**metrics, "reward": float(scored.mean()) if scored.size else float("nan")}
+        self.last_step_reward = float(scored.mean()) if scored.size else float("nan")  # for the progress display
         if mode == "train" and self.diversity_watch is not None:
             self._warn(self.diversity_watch.observe(pending["results"], step=self.state.global_step + 1))
         return output
