@@ -62,12 +62,13 @@ class ProgressSettings:
                 values[f.name] = {"mode": str, "every_s": float, "every_steps": int}[f.name](raw)
             except ValueError:
                 raise ValueError(f"{f.metadata['env']}={raw!r}: {f.metadata['help']}") from None
-        try:
-            return cls(**values)
-        except ValueError as e:
-            names = ", ".join(f"{f.metadata['env']}={env.get(f.metadata['env'])!r}" for f in fields(cls)
-                              if f.name in values)
-            raise ValueError(f"{names}: {e}") from None
+        for f in fields(cls):
+            if f.name in values:
+                try:
+                    cls(**{f.name: values[f.name]})
+                except ValueError as e:
+                    raise ValueError(f"{f.metadata['env']}={env[f.metadata['env']]!r}: {e}") from None
+        return cls(**values)
 
 
 def display_mode(stream: TextIO, enabled: bool = True, settings: ProgressSettings | None = None) -> str:
