@@ -111,11 +111,10 @@ def cgroup_leftovers(pool: SandboxPool) -> list[int]:
 
 
 def leftover_files(pool: SandboxPool) -> list[str]:
-    """Work directories of this pool's jobs (isolation "rlimits") that are still on the host."""
-    supervisors = {c for pid in pool.server_pids() for c in _children(pid)}
-    return [p for p in glob.glob(os.path.join(tempfile.gettempdir(), "polyepo-run-*"))
-            if int(os.path.basename(p).split("-")[2]) in supervisors or not os.path.exists(
-                f"/proc/{os.path.basename(p).split('-')[2]}")]
+    """Work directories of this pool's jobs (isolation "rlimits") still on the host (named
+    ``polyepo-run-<supervisor>-s<server>-...``; other pools' are not looked at)."""
+    return [p for pid in pool.server_pids()
+            for p in glob.glob(os.path.join(tempfile.gettempdir(), f"polyepo-run-*-s{pid}-*"))]
 
 
 def assert_nothing_left(pool: SandboxPool) -> None:

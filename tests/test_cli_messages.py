@@ -203,3 +203,16 @@ def test_every_documented_command_line_parses():
     assert not bad, "\n".join(bad)
     with pytest.raises(Exception, match="No such option: --model"):
         _parse(["eval", "--model", "Qwen/Qwen3-4B-Base", "--n", "16"])  # the old qwen3 header line
+
+
+def test_a_key_given_twice_is_refused_not_dropped():
+    from polyepo.settings import parse_key_values
+    from polyepo.workflow.config import ConfigError, parse_overrides
+
+    assert parse_key_values(["a=1", "b=[0, 100]", "c=text"]) == {"a": 1, "b": [0, 100], "c": "text"}
+    with pytest.raises(ValueError, match="option 'a' is given twice"):
+        parse_key_values(["a=1", "a=2"])
+    with pytest.raises(ConfigError, match="override 'trainer.max_steps' is given twice"):
+        parse_overrides(["trainer.max_steps=5", "trainer.learning_rate=1e-3", "trainer.max_steps=10"])
+    out = cli("advantage", "-r", "1,0,1,0", "-e", "dr_grpo", "-o", "x=1", "-o", "x=2")
+    assert out.returncode == 2 and "given twice" in out.stderr

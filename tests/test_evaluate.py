@@ -236,15 +236,15 @@ def test_cli_eval_then_rescore(cache, tmp_path):
     run = lambda *a: subprocess.run([sys.executable, "-m", "polyepo", *a], capture_output=True, text=True,
                                     timeout=300, env=env)
     out = tmp_path / "e.jsonl"
-    res = run("eval", "toy-paths-random", "-n", "4", "--limit", "2", "--max-new-tokens", "4", "-o", str(out), "-q",
+    res = run("eval", "toy-paths-random", "-n", "4", "--limit", "2", "--max-new-tokens", "4", "--out", str(out), "-q",
               "--label", "random")
     assert res.returncode == 0, res.stderr
     assert "2 problems x 4 samples; pass@1 0.000" in res.stdout and read_results(out).label == "random"
     res = run("rescore", str(out), "--clusterer", "first_word_test")
     assert res.returncode == 2 and "unknown clusterer 'first_word_test'" in res.stderr  # test-only, not registered there
-    res = run("rescore", str(out), "--what", "clusters", "-o", str(tmp_path / "r.jsonl"), "-q")
+    res = run("rescore", str(out), "--what", "clusters", "--out", str(tmp_path / "r.jsonl"), "-q")
     assert res.returncode == 0, res.stderr
-    res = run("eval", "toy-paths-random", "-n", "4", "--limit", "2", "--max-new-tokens", "4", "-o", str(out), "-q",
+    res = run("eval", "toy-paths-random", "-n", "4", "--limit", "2", "--max-new-tokens", "4", "--out", str(out), "-q",
               "--top-p", "0.5")
     assert res.returncode == 2 and "sampling.top_p: 1.0 -> 0.5" in res.stderr
     res = run("eval", "no-such-model", "-n", "4")
@@ -357,7 +357,9 @@ def test_run_directory_model_labels_and_default_output(cache, tmp_path):
     (run / "run.yaml").write_text("model: toy-paths-random\ntask: toy_paths\ntrainer:\n  estimator: poly_epo\n  seed: 3\n")
     (run / "log.jsonl").write_text('{"step": 1, "reward": 0.1, "polyepo/clusters_distinct_correct": 0.5}\n'
                                    '{"step": 2, "reward": 0.2}\n')
-    out = evaluate(run, **{**SMALL, "n": 4, "batch_size": 4})
+    with pytest.raises(ValueError, match=r"evaluated on splits test, heldout .*run.yaml.*: give one split"):
+        evaluate(run, **{**SMALL, "n": 4, "batch_size": 4})
+    out = evaluate(run, split="test", **{**SMALL, "n": 4, "batch_size": 4})
     assert out == run.resolve() / "eval" / "toy_paths-test-n4-s0.jsonl"
     res = read_results(out)
     assert res.label == "poly_epo" and res.header["model_info"]["run"]["seed"] == 3

@@ -15,12 +15,12 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "polyepo"
 #: top-level module or package of polyepo -> layer (data flow: maths, plug-ins, the group step,
 #: engines, evaluation, reports, workflows, command line)
 LAYERS = {
-    "registry": 0, "settings": 0, "io": 0, "metrics": 0,
+    "registry": 0, "settings": 0, "io": 0, "metrics": 0, "progress": 0,
     "advantages": 1, "judge": 1,
     "clustering": 2,
     "rewards": 3,
     "tasks": 4, "standin": 4,
-    "groups": 5, "models": 5, "progress": 5,
+    "groups": 5, "models": 5,
     "train": 6,
     "evaluate": 7,
     "report": 8,

@@ -104,7 +104,7 @@ def test_cli_metrics_and_report(runs, tmp_path):
     out = cli("report", str(runs["base"]), str(runs["grpo0"]), "--out", str(tmp_path / "rep"))
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "rep" / "report.html").is_file()
-    bad = cli("report", str(runs["base"]), str(fake_results(tmp_path / "n16.jsonl", n=16)), "-o", str(tmp_path / "r2"))
+    bad = cli("report", str(runs["base"]), str(fake_results(tmp_path / "n16.jsonl", n=16)), "--out", str(tmp_path / "r2"))
     assert bad.returncode == 2 and "runs differ in n" in bad.stderr and "Traceback" not in bad.stderr
     bad = cli("metrics", str(runs["base"]), "--filter-base", str(runs["base"]), "--solved", "1-3")
     assert bad.returncode == 2 and "--solved expects LOW:HIGH" in bad.stderr

@@ -138,7 +138,6 @@ def test_weaker_isolation_levels_run_and_say_so(level, monkeypatch):
     if level == "userns" and not os.path.exists("/proc/self/ns/user"):
         pytest.skip("no user namespaces")
     monkeypatch.setattr(pool_module, "_WARNED", set())
-    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "polyepo-*")))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with SandboxPool(SandboxConfig(isolation=level), workers=1) as p:
@@ -149,8 +148,11 @@ def test_weaker_isolation_levels_run_and_say_so(level, monkeypatch):
             ok = p.run(Job(ADD, test=ADD_TEST, entry_point="add"))
             loop = p.run(Job("def add(a, b):\n    return a + b\nwhile True:\n    pass\n", test=ADD_TEST), Limits(timeout_s=1))
             assert_nothing_left(p)
+            servers = p.server_pids()
     assert ok.passed and ok.isolation == level and loop.status == "timeout"
-    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "polyepo-*"))) <= before  # work dirs removed
+    tmp = tempfile.gettempdir()  # this pool's work and root dirs are gone (other test runs' are not looked at)
+    assert not [d for pid in servers for d in glob.glob(os.path.join(tmp, f"polyepo-run-*-s{pid}-*"))]
+    assert not glob.glob(os.path.join(tmp, f"polyepo-sandbox-root-{os.getpid()}-*"))
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert len(messages) == 1 and f"isolation level {level!r}" in messages[0] and "Not covered" in messages[0]
 

@@ -209,11 +209,11 @@ def test_what_a_killed_pool_leaves_is_removed_by_the_next_one(tmp_path):
               " daemon=True).start()\ntime.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True)
     server = int(proc.stdout.readline())
-    pattern = os.path.join(tempfile.gettempdir(), "polyepo-run-*")
+    pattern = os.path.join(tempfile.gettempdir(), f"polyepo-run-*-s{server}-*")
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not [p for p in glob.glob(pattern) if _owned_by(p, server)]:
+    while time.monotonic() < deadline and not glob.glob(pattern):
         time.sleep(0.05)
-    left = [p for p in glob.glob(pattern) if _owned_by(p, server)]
+    left = glob.glob(pattern)
     os.killpg(proc.pid, signal.SIGKILL)  # the trainer, its sandbox server and the job, all at once
     proc.wait()
     time.sleep(0.5)
@@ -224,14 +224,3 @@ def test_what_a_killed_pool_leaves_is_removed_by_the_next_one(tmp_path):
     assert not any(os.path.exists(p) for p in left)
     assert not any(os.path.exists(d) for d in cgroups)
 
-
-def _owned_by(path: str, server: int) -> bool:
-    """A run's work dir is named after its supervisor, a child of ``server``."""
-    import os
-
-    pid = os.path.basename(path).split("-")[2]
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1]) == server
-    except OSError:
-        return False

@@ -49,7 +49,7 @@ def parse_key_values(pairs: Iterable[str], *, what: str = "option", dotted: bool
     """``["key=value", ...]`` -> dict, values parsed by :func:`parse_value`.
 
     With ``dotted=True`` a key ``a.b.c`` fills nested dicts (config overrides). A pair without
-    ``=`` raises ``ValueError`` naming ``what``.
+    ``=``, and a key given twice (one value would be dropped), raise ``ValueError`` naming ``what``.
     """
     out: dict[str, Any] = {}
     for pair in pairs:
@@ -63,6 +63,8 @@ def parse_key_values(pairs: Iterable[str], *, what: str = "option", dotted: bool
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ValueError(f"{what} {pair!r} conflicts with another {what} of {p!r}")
+        if parts[-1] in node:
+            raise ValueError(f"{what} {key!r} is given twice ({pair!r} and an earlier value); give it once")
         try:
             node[parts[-1]] = parse_value(raw)
         except ValueError as e:

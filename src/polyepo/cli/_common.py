@@ -11,8 +11,10 @@ from typing import Annotated, Optional, TypeVar
 import typer
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: a message is one line however narrow the terminal (or the 80 columns rich assumes
+# without one): paths and commands in it stay whole, and logs stay greppable.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., object])
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.progress import Progress
 from rich.table import Table
 
 from ..io import read_json_or_jsonl, read_text
+from ..progress import progress_bar
 from . import app
-from ._common import console, err_console, fail, parse_options, user_errors
+from ._common import console, fail, parse_options, user_errors
 
 BackendOpt = Annotated[str, typer.Option("--backend", "-b", help="Clusterer name (see `polyepo clusterers`).")]
 OptionOpt = Annotated[Optional[list[str]], typer.Option(
@@ -45,11 +46,11 @@ def _cluster_all(clusterer: Any, groups: list[dict[str, Any]], chunk: int) -> li
 
 def _cluster_chunks(clusterer: Any, groups: list[dict[str, Any]], chunk: int) -> list[Any]:
     results: list[Any] = []
-    with Progress(console=err_console, transient=True, disable=len(groups) <= chunk) as bar:
+    with progress_bar(len(groups) > chunk, sys.stderr, transient=True) as bar:
         task = bar.add_task("clustering", total=len(groups))
         for start in range(0, len(groups), chunk):
             results += clusterer.cluster_many(groups[start : start + chunk])
-            bar.update(task, advance=len(groups[start : start + chunk]))
+            bar.advance(task, len(groups[start : start + chunk]))
     return results
 
 

@@ -38,14 +38,14 @@ def _filter(base: Optional[Path], solved: str, of: Optional[int]) -> tuple[Optio
 def eval_(
     model: Annotated[str, typer.Argument(help="Bundled model name (toy-paths-base, smollm2-135m ...), model directory, or training run directory.")],
     sampling: dict,
-    task: Annotated[str, typer.Option("--task", "-t", help="Registered task.")] = "toy_paths",
-    split: Annotated[str, typer.Option("--split", "-s", help="Task split.")] = "test",
-    task_option: Annotated[Optional[list[str]], typer.Option("--task-option", "-T", help="Task option key=value (repeat).")] = None,
+    task: Annotated[Optional[str], typer.Option("--task", "-t", help="Registered task (default: a run directory's, from its run.yaml; else toy_paths).")] = None,
+    split: Annotated[Optional[str], typer.Option("--split", "-s", help="Task split (default: a run directory's eval splits, each to its own file; else test).")] = None,
+    task_option: Annotated[Optional[list[str]], typer.Option("--task-option", "-T", help="Task option key=value (repeat), laid over a run's.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Only the first LIMIT problems of the split.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Results file (default: RUN_DIR/eval/... or eval/MODEL/...). An existing one is resumed.")] = None,
-    reward: Annotated[Optional[str], typer.Option(help="Reward function (default: the task's).")] = None,
+    reward: Annotated[Optional[str], typer.Option(help="Reward function (default: a run's, else the task's).")] = None,
     reward_option: Annotated[Optional[list[str]], typer.Option(help="Reward option key=value (repeat).")] = None,
-    clusterer: Annotated[Optional[str], typer.Option(help="Clustering backend (default: the task's).")] = None,
+    clusterer: Annotated[Optional[str], typer.Option(help="Clustering backend (default: a run's, else the task's).")] = None,
     cluster_option: Annotated[Optional[list[str]], typer.Option(help="Clusterer option key=value (repeat).")] = None,
     only_correct: Annotated[bool, typer.Option(help="Cluster only correct samples (cheaper with a judge).")] = False,
     correct_threshold: Annotated[float, typer.Option(help="A sample is correct when its reward is >= this.")] = 1.0,
@@ -53,20 +53,31 @@ def eval_(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     out_short: OldOutOpt = None,
 ) -> None:
-    """Sample n answers per problem, score and cluster them, store everything in a results file."""
+    """Sample n answers per problem, score and cluster them, store everything in a results file.
+
+    For a training run directory the task, its options, the splits, the reward and the
+    clusterer come from its run.yaml unless given (a note says what was taken from where; a
+    given value that contradicts the run is used, with a warning)."""
     from ..evaluate import evaluate, summarize
+    from ..evaluate.runner import say
+    from ..evaluate.setup import eval_setup
 
     out = old_out(out, out_short)
-
-    path = evaluate(
-        model, task, split, limit=limit, out=out, task_options=parse_options(task_option or []), reward=reward,
-        reward_options=parse_options(reward_option or []) or None, clusterer=clusterer,
-        clusterer_options=parse_options(cluster_option or []) or None, only_correct=only_correct,
-        correct_threshold=correct_threshold, label=label, progress=not quiet, **sampling)
-    s = summarize(path)
-    console.print(f"wrote {path}: {s.problems} problems x {s.n} samples; pass@1 {s.pass_at_k[1].fmt()}, "
-                  f"pass@{s.n} {s.pass_at_k[s.n].fmt()}, distinct correct clusters {s.distinct_correct.fmt(2)}",
-                  highlight=False)
+    setup = eval_setup(model, task, split, task_options=parse_options(task_option or []), reward=reward,
+                       reward_options=parse_options(reward_option or []) or None, clusterer=clusterer,
+                       clusterer_options=parse_options(cluster_option or []) or None)
+    if out is not None and len(setup.splits) > 1:
+        raise ValueError(f"--out names one results file but {model} is evaluated on splits {', '.join(setup.splits)} "
+                         "(its run.yaml): give --split, or leave --out out (one file per split in RUN_DIR/eval/)")
+    say(setup)
+    for one in setup.splits:
+        path = evaluate(model, split=one, limit=limit, out=out, only_correct=only_correct,
+                        correct_threshold=correct_threshold, label=label, progress=not quiet,
+                        **setup.evaluate_kwargs(), **sampling)
+        s = summarize(path)
+        console.print(f"wrote {path}: {s.problems} problems x {s.n} samples; pass@1 {s.pass_at_k[1].fmt()}, "
+                      f"pass@{s.n} {s.pass_at_k[s.n].fmt()}, distinct correct clusters {s.distinct_correct.fmt(2)}",
+                      highlight=False)
 
 
 @app.command()
@@ -151,15 +162,22 @@ def report(
     filter_base: FilterBase = None,
     solved: Solved = "1:12",
     of: Of = None,
-    split: Annotated[Optional[str], typer.Option(help="Only results of this split (run directories may hold several).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Only results of this split (default: the run directories' eval.splits from their run.yaml, else every split found; one report per split in OUT/SPLIT).")] = None,
+    task: Annotated[Optional[str], typer.Option("--task", "-t", help="Only results of this task (default: each run directory's task, from its run.yaml).")] = None,
     title: Annotated[str, typer.Option(help="Report title.")] = "polyepo evaluation report",
     out_short: OldOutOpt = None,
 ) -> None:
-    """Compare runs side by side: pass@k curves, distinct strategies, training curves, a table (PNG + Markdown + HTML)."""
-    from ..report import build_report
+    """Compare runs side by side: pass@k curves, distinct strategies, training curves, a table (PNG + Markdown + HTML).
+
+    A results file named is always reported; a run directory brings the results of its task and
+    eval splits (from its run.yaml); notes say what was taken from where and what was left out."""
+    from ..report import build_reports, select_runs
 
     out = old_out(out, out_short) or Path("report")
 
     ids, note = _filter(filter_base, solved, of)
-    path = build_report(runs, out, ks=k, problem_ids=ids, filter_note=note, split=split, title=title)
-    console.print(f"wrote {path} and {path.with_suffix('.html')}", highlight=False)
+    selection = select_runs(runs, split=split, task=task)
+    for line in selection.notes:
+        err_console.print(f"note: {line}", highlight=False)
+    for path in build_reports(selection, out, ks=k, problem_ids=ids, filter_note=note, title=title):
+        console.print(f"wrote {path} and {path.with_suffix('.html')}", highlight=False)

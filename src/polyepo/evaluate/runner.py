@@ -6,6 +6,7 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ from ..tasks import load_task
 from ..tasks.base import Component
 from .results import FORMAT, VERSION, ResultsWriter, compact
 from .sampling import SamplingSettings, chunk_seed, make_sampler, resolve_engine
-from .scoring import as_component, cluster_problem, component_dict, correct_of, score_problem
+from .scoring import ScoreTally, as_component, cluster_problem, component_dict, correct_of, score_problem
+from .setup import EvalSetup, eval_setup
+from .summary import log, warn_degenerate_diversity
 
 
 def model_fingerprint(path: Path) -> str:
@@ -69,8 +72,8 @@ def _components(task_obj: Any, reward: Any, reward_options: Any, clusterer: Any,
 
 def evaluate(
     model: str | os.PathLike,
-    task: str = "toy_paths",
-    split: str = "test",
+    task: str | None = None,
+    split: str | None = None,
     *,
     limit: int | None = None,
     out: str | os.PathLike | None = None,
@@ -94,7 +97,10 @@ def evaluate(
     Args:
         model: bundled model name, model directory, or training run directory (its ``final/``
             or newest ``checkpoint-N/``), as :func:`polyepo.models.resolve_model`.
-        task, split, task_options, limit: the problems (``limit`` = the first that many).
+        task, split, task_options, limit: the problems (``limit`` = the first that many). With
+            ``task`` or ``split`` None they come from the model's training run (its
+            ``run.yaml``: the task, its options, reward and clusterer, the one eval split), as
+            :func:`polyepo.evaluate.setup.eval_setup` says; outside a run, ``toy_paths`` and ``test``.
         out: results file (default: ``RUN_DIR/eval/...`` for a run, else ``eval/MODEL/...``).
         reward, reward_options: reward function (default: the task's).
         clusterer, clusterer_options: clustering backend (default: the task's).
@@ -109,6 +115,16 @@ def evaluate(
     from ..models import resolve_model
 
     asked = SamplingSettings.from_options(**sampling)  # bad names and values fail before any loading
+    if task is None or split is None:
+        setup = eval_setup(model, task, split, task_options=task_options, reward=reward,
+                           reward_options=reward_options, clusterer=clusterer, clusterer_options=clusterer_options)
+        if len(setup.splits) > 1:
+            raise ValueError(f"{model} is evaluated on splits {', '.join(setup.splits)} ({setup.notes[0]}): "
+                             "give one split (one results file per split)")
+        say(setup, progress)
+        return evaluate(model, split=setup.splits[0], limit=limit, out=out, only_correct=only_correct,
+                        correct_threshold=correct_threshold, label=label, progress=progress,
+                        **setup.evaluate_kwargs(), **sampling)
     task_obj = load_task(task, **(task_options or {}))
     rows = task_obj.rows(split, limit)
     if not rows:
@@ -133,8 +149,18 @@ def evaluate(
         print(f"note: {note}")
     with ResultsWriter(out, header) as writer:
         _run(writer, rows, settings, model_path, rew, clu, progress)
-    compact(out)
+    warn_degenerate_diversity(compact(out))
     return out
+
+
+def say(setup: EvalSetup, notes: bool = True) -> None:
+    """Print where an evaluation's task and splits came from (standard error), and log what
+    contradicts the run."""
+    if notes:
+        for line in setup.notes:
+            print(f"note: {line}", file=sys.stderr, flush=True)
+    for line in setup.flags:
+        log.warning("warning: %s", line)
 
 
 def _run(writer: ResultsWriter, rows: list[dict[str, Any]], settings: SamplingSettings, model_path: Path,
@@ -152,9 +178,10 @@ def _run(writer: ResultsWriter, rows: list[dict[str, Any]], settings: SamplingSe
     clusterer = make_clusterer(clu["name"], **clu["options"])
     sampler = None
     threshold = float(writer.results.header.get("correct_threshold", 1.0))
+    tally = ScoreTally(len(rows), threshold, writer.results.problems)
     with progress_bar(progress) as bar:
-        bar_task = bar.add_task("sampling", total=len(rows) * settings.n)
-        bar.advance(bar_task, len(done) * settings.n)
+        bar_task = bar.add_task("sampling", total=len(rows) * settings.n, completed=len(done) * settings.n,
+                                metrics=tally.text())
         for index, row in todo:
             pid = row["problem_id"]
             have = chunks.get(pid, {})
@@ -168,7 +195,10 @@ def _run(writer: ResultsWriter, rows: list[dict[str, Any]], settings: SamplingSe
                                "num_tokens": s.num_tokens, "finished": s.finished}
                 writer.write(have[start])
                 bar.advance(bar_task, size)
-            writer.write(_scored(index, row, have, settings, reward_fn, clusterer, clu["only_correct"], threshold))
+            prob = _scored(index, row, have, settings, reward_fn, clusterer, clu["only_correct"], threshold)
+            writer.write(prob)
+            tally.add(prob)
+            bar.update(bar_task, metrics=tally.text())
 
 
 def _scored(index: int, row: dict[str, Any], have: dict[int, dict[str, Any]], settings: SamplingSettings,

@@ -22,7 +22,8 @@ from ..clustering.base import Group, prompt_text
 from ..groups import as_rewards, cluster_groups
 from ..rewards import make_reward
 from ..tasks.base import Component
-from .results import read_results, write_results
+from .results import Results, read_results, write_results
+from .summary import warn_degenerate_diversity
 
 #: Problems re-clustered per ``cluster_many`` call (a judge backend sends them concurrently).
 RESCORE_BLOCK = 32
@@ -30,11 +31,12 @@ RESCORE_BLOCK = 32
 
 def as_component(choice: str | Component | dict | None, options: dict[str, Any] | None, default: Component,
                  what: str) -> Component:
-    """A :class:`Component` from a name (plus options), a Component, a header dict, or None (= default)."""
+    """A :class:`Component` from a name (plus options), a Component, a header dict, or None (=
+    ``default``, whose options the given ones update, as in a run config)."""
     if choice is None:
-        if options:
+        if options and default.name == "?":
             raise ValueError(f"{what} options given without a {what} name")
-        return default
+        return Component(default.name, {**default.options, **options}) if options else default
     if isinstance(choice, Component):
         return Component(choice.name, {**choice.options, **(options or {})})
     if isinstance(choice, dict):
@@ -106,6 +108,36 @@ def correct_of(rewards: Sequence[float | None], threshold: float) -> list[bool]:
     return [r is not None and r >= threshold for r in rewards]
 
 
+class ScoreTally:
+    """Running figures of the problems scored so far, for the progress display: how many,
+    the mean reward (over scored samples), the mean number of distinct correct clusters."""
+
+    def __init__(self, problems: int, threshold: float, scored: Sequence[dict[str, Any]] = ()) -> None:
+        self.problems, self.threshold = problems, threshold
+        self.count, self.reward_sum, self.rewards, self.distinct = 0, 0.0, 0, 0
+        for prob in scored:
+            self.add(prob)
+
+    def add(self, prob: dict[str, Any]) -> None:
+        from .summary import DEGENERATE
+
+        own = prob.get("cluster_info", {}).get("degenerate")
+        degenerate = {*DEGENERATE, *(() if own is None else (int(own),))}
+        correct = correct_of(prob["rewards"], self.threshold)
+        scored = [float(r) for r in prob["rewards"] if r is not None]
+        self.count += 1
+        self.reward_sum += sum(scored)
+        self.rewards += len(scored)
+        self.distinct += len({c for c, ok in zip(prob["clusters"], correct) if ok and c is not None} - degenerate)
+
+    def text(self) -> str:
+        if not self.count:
+            return f"0/{self.problems} problems scored"
+        reward = f"{self.reward_sum / self.rewards:.3g}" if self.rewards else "n/a"
+        return (f"{self.count}/{self.problems} problems scored, reward {reward}, "
+                f"distinct correct {self.distinct / self.count:.3g}")
+
+
 def rescore(
     path: str | os.PathLike, out: str | os.PathLike | None = None, *,
     reward: str | Component | None = None, reward_options: dict[str, Any] | None = None,
@@ -142,8 +174,9 @@ def rescore(
     reward_fn = make_reward(rew.name, **rew.options) if rewards else None
     cl = make_clusterer(clu.name, **clu.options) if clusters or only else None
     problems = [dict(p) for p in res.problems]
+    tally = ScoreTally(len(problems), threshold)
     with progress_bar(progress) as bar:
-        task = bar.add_task("re-scoring", total=len(problems))
+        task = bar.add_task("re-scoring", total=len(problems), metrics=tally.text())
         for start in range(0, len(problems), RESCORE_BLOCK):
             block = problems[start:start + RESCORE_BLOCK]
             for prob in block:
@@ -153,5 +186,9 @@ def rescore(
                 verdicts = [correct_of(p["rewards"], threshold) for p in block]
                 for prob, (ids, info) in zip(block, cluster_problems(cl, block, verdicts, only)):
                     prob["clusters"], prob["cluster_info"] = ids, info
-            bar.advance(task, len(block))
-    return write_results(out if out is not None else path, header, problems)
+            for prob in block:
+                tally.add(prob)
+            bar.advance(task, len(block), metrics=tally.text())
+    written = write_results(out if out is not None else path, header, problems)
+    warn_degenerate_diversity(Results(written, header, problems))
+    return written

@@ -8,6 +8,7 @@ extrapolated: a k above n is skipped with a note.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from collections.abc import Collection, Iterable
@@ -29,6 +30,7 @@ from ..metrics import (
 from .results import Results, read_results
 
 DEGENERATE = (0, 100)
+log = logging.getLogger("polyepo.evaluate")
 
 
 @dataclass
@@ -161,7 +163,36 @@ def summarize(
     if counts["reward_none"]:
         notes.append(f"{counts['reward_none']} samples have no reward (the reward function did not apply); "
                      "they count as not correct")
+    warning = diversity_check(res, problems, degenerate)
+    if warning:
+        notes.append(warning)
     return summary
+
+
+def warn_degenerate_diversity(results: Results) -> None:
+    """Log the degenerate-diversity warning of a results file, if it has one (docs/training.md)."""
+    warning = diversity_check(results)
+    if warning:
+        log.warning("warning: %s", warning)
+
+
+def diversity_check(results: Results, problems: list[dict[str, Any]] | None = None,
+                    degenerate: Collection[int] = DEGENERATE) -> str | None:
+    """The training's degenerate-diversity check (:mod:`polyepo.groups.watch`) over the problems
+    of a results file: each problem's clustered samples are one group (a problem with fewer than
+    two is left out; so is one whose clustering failed and got a stand-in)."""
+    from ..clustering.metrics import STAND_IN_POLICIES
+    from ..groups.watch import GroupTally, diversity_warning
+
+    tally = GroupTally()
+    for p in results.problems if problems is None else problems:
+        info = p.get("cluster_info", {})
+        ids = [c for c in p["clusters"] if c is not None]
+        if len(ids) >= 2 and not (info.get("failed") and info.get("policy") in STAND_IN_POLICIES):
+            tally.add(ids, _degenerate_ids(p, degenerate))
+    name = str(results.header.get("clusterer", {}).get("name", "?"))
+    return diversity_warning(tally, clusterer=name, unit="problems", item="sample",
+                             where=f"the problems of {results.path}")
 
 
 def _degenerate_ids(problem: dict[str, Any], degenerate: Collection[int]) -> set[int]:

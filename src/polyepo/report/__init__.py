@@ -19,8 +19,9 @@ from typing import Any
 from ..evaluate.results import read_results
 from .render import Block, to_html, to_markdown
 from .runs import Run, RunSpec, check_comparable, combine, group, load_run
+from .select import Selection, select_runs
 
-__all__ = ["RunSpec", "build_report"]
+__all__ = ["RunSpec", "Selection", "build_report", "build_reports", "select_runs"]
 
 
 def _specs(runs: Sequence[RunSpec | str | os.PathLike]) -> list[tuple[str, RunSpec]]:
@@ -54,6 +55,18 @@ def _load(specs: list[tuple[str, RunSpec]], options: dict[str, Any], split: str 
     return loaded
 
 
+def build_reports(selection: Selection, out_dir: str | os.PathLike, **options: Any) -> list[Path]:
+    """One report per split of a :func:`polyepo.report.select.select_runs` selection (``polyepo
+    report``: run directories' tasks and ``eval.splits`` from their ``run.yaml``); with several
+    splits each report goes to ``out_dir/SPLIT``. Each report's notes hold the selection's notes.
+    Returns the ``report.md`` paths. ``options``: those of :func:`build_report`."""
+    many = len(selection.by_split) > 1
+    title = options.pop("title", "polyepo evaluation report")
+    return [build_report(entries, Path(out_dir) / key if many and key else out_dir, split=key,
+                         title=f"{title}, split {key}" if many else title, notes=selection.notes, **options)
+            for key, entries in selection.by_split.items()]
+
+
 def build_report(
     runs: Sequence[RunSpec | str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -65,6 +78,7 @@ def build_report(
     title: str = "polyepo evaluation report",
     bootstrap: int = 1000,
     seed: int = 0,
+    notes: Sequence[str] = (),
 ) -> Path:
     """Compare ``runs`` and write the report into ``out_dir``; returns the path of ``report.md``.
 
@@ -79,6 +93,7 @@ def build_report(
             named in ``runs`` with no results of this split is an error, never left out silently.
         title: the report's title.
         bootstrap, seed: bootstrap resamples and seed of the per-run metrics.
+        notes: lines for the report's notes (e.g. how the runs were chosen).
     """
     from .plots import plot_curves, plot_distinct_bars, plot_training
 
@@ -122,7 +137,7 @@ def build_report(
     training = plot_training(group(loaded), out / "training.png")
     blocks.append(_img(training, "Training logs: each run thin, the mean over a label's runs thick")
                   if training else Block("p", "No training logs with a reward or cluster count were found."))
-    blocks += _runs_section(loaded)
+    blocks += _runs_section(loaded, notes)
     (out / "report.md").write_text(to_markdown(blocks))
     (out / "report.html").write_text(to_html(blocks, out, title))
     (out / "metrics.json").write_text(json.dumps(_finite(_metrics(evaluated, loaded)), indent=1))
@@ -211,7 +226,7 @@ def _coverage_section(groups: dict[str, list[Run]], n: int) -> list[Block]:
                        "problems. ± is one standard error across the runs of a label.")]
 
 
-def _runs_section(runs: list[Run]) -> list[Block]:
+def _runs_section(runs: list[Run], chosen: Sequence[str] = ()) -> list[Block]:
     rows, notes = [], []
     for r in runs:
         s = r.summary
@@ -223,7 +238,7 @@ def _runs_section(runs: list[Run]) -> list[Block]:
     blocks = [Block("h2", "Runs"), Block("table", header=["label", "run", "results file", "model", "pass@1",
                                                          "unfinished", "degenerate", "training run"], rows=rows)]
     shared = set.intersection(*(set(n) for _, n in notes)) if len(notes) > 1 else set()
-    items = [f"all runs: {note}" for note in notes[0][1] if note in shared] if shared else []
+    items = list(chosen) + ([f"all runs: {note}" for note in notes[0][1] if note in shared] if shared else [])
     items += [f"{who}: {note}" for who, ns in notes for note in ns if note not in shared]
     if items:
         blocks += [Block("h2", "Notes"), Block("ul", items=items)]

@@ -35,12 +35,17 @@ class RunSpec:
     run_dir: Path | None = None
     label: str | None = None
 
+    @staticmethod
+    def split_text(text: str | os.PathLike) -> tuple[str | None, Path]:
+        """``(label, path)`` of ``PATH`` or ``LABEL=PATH`` (a path that exists with a ``=`` in it is a path)."""
+        text = str(text)
+        label, _, raw = text.partition("=") if "=" in text and not Path(text).exists() else (None, "", text)
+        return label or None, Path(raw).expanduser()
+
     @classmethod
     def parse(cls, text: str | os.PathLike) -> list[RunSpec]:
         """``PATH`` or ``LABEL=PATH``; a directory brings its ``log.jsonl`` and ``eval/*.jsonl``."""
-        text = str(text)
-        label, _, raw = text.partition("=") if "=" in text and not Path(text).exists() else (None, "", text)
-        path = Path(raw).expanduser()
+        label, path = cls.split_text(text)
         if path.is_file():
             return [cls(results=path, label=label or None)]
         if path.is_dir():
@@ -48,7 +53,7 @@ class RunSpec:
             if not files:
                 return [cls(run_dir=path, label=label or None)]
             return [cls(results=f, run_dir=path, label=label or None) for f in files]
-        raise ValueError(f"run {text!r}: {path} is neither a results file nor a directory")
+        raise ValueError(f"run {str(text)!r}: {path} is neither a results file nor a directory")
 
 
 @dataclass
@@ -65,7 +70,8 @@ class Run:
 
 
 def read_log(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Rows of a ``log.jsonl`` that have a numeric ``step``; lines that are not JSON are skipped (noted)."""
+    """Rows of a ``log.jsonl`` that have a numeric ``step``; lines that are not JSON are skipped
+    (noted), and the training's warnings are noted."""
     rows, notes, bad = [], [], 0
     if not path.is_file():
         return [], [f"{path}: no training log"]
@@ -79,12 +85,15 @@ def read_log(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
             continue
         if isinstance(rec, dict) and isinstance(rec.get("step"), (int, float)):
             rows.append(rec)
+            if isinstance(rec.get("warning"), str):  # a training warning (degenerate diversity ...)
+                notes.append(f"{path}, step {rec['step']}: {rec['warning']}")
     if bad:
         notes.append(f"{path}: {bad} line(s) were not JSON and were skipped")
     return rows, notes
 
 
-def _run_config(run_dir: Path | None) -> dict[str, Any]:
+def run_config(run_dir: Path | None) -> dict[str, Any]:
+    """A run directory's ``run.yaml`` as a dict ({} without one)."""
     if run_dir is None or not (run_dir / "run.yaml").is_file():
         return {}
     import yaml
@@ -102,7 +111,7 @@ def load_run(spec: RunSpec, summarize_options: dict[str, Any], split: str | None
     if run_dir is None and res is not None and res.header.get("model_info", {}).get("run_dir"):
         candidate = Path(res.header["model_info"]["run_dir"])
         run_dir = candidate if candidate.is_dir() else None
-    cfg = _run_config(run_dir)
+    cfg = run_config(run_dir)
     trainer = cfg.get("trainer") or {}
     label = spec.label or (res.label if res is not None else None) or trainer.get("estimator") \
         or (run_dir.name if run_dir else "run")
@@ -119,20 +128,44 @@ def _get(header: dict[str, Any], path: tuple[str, ...]) -> Any:
     return header
 
 
-def check_comparable(runs: list[Run]) -> None:
-    """Refuse runs whose numbers do not measure the same thing (ValueError naming who differs)."""
-    with_results = [r for r in runs if r.results is not None]
-    if not with_results:
-        return
-    ref = with_results[0]
+def task_options(task: dict[str, Any]) -> dict[str, Any]:
+    """A results header's task options with the task's defaults filled in, so that ``{}`` and
+    ``{width: 3}`` (the default) compare equal; a task not registered here keeps its options."""
+    import inspect
+
+    from ..tasks import TASKS
+
+    try:
+        params = inspect.signature(TASKS.get(task.get("name"))).parameters.values()
+    except (KeyError, ValueError, TypeError):
+        return dict(task.get("options") or {})
+    defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {**defaults, **(task.get("options") or {})}
+
+
+def check_comparable_headers(headers: dict[Any, dict[str, Any]]) -> None:
+    """Refuse results files (``{path: header}``) whose settings differ in a :data:`COMPARABLE`
+    entry (task options are compared with the task's defaults filled in)."""
     for path, meaning in COMPARABLE:
-        values = {r.results.path: _get(r.results.header, path) for r in with_results}
-        if len({json.dumps(v, sort_keys=True) for v in values.values()}) > 1:
+        compared = task_options if path == ("task", "options") else None
+        values = {p: _get(h, path) for p, h in headers.items()}
+        keys = {p: compared(h.get("task") or {}) if compared else v for (p, h), v in zip(headers.items(), values.values())}
+        if len({json.dumps(v, sort_keys=True, default=str) for v in keys.values()}) > 1:
             lines = "\n  ".join(f"{p}: {v!r}" for p, v in values.items())
             hint = ("choose one with --split (build_report(split=...))" if meaning == "split" else
                     "re-run the evaluation with equal settings (or re-cluster with `polyepo rescore`) and compare again")
             raise ValueError(f"runs differ in {meaning}; their numbers are not comparable, refusing to mix them:\n  "
                              f"{lines}\n{hint}")
+
+
+def check_comparable(runs: list[Run]) -> None:
+    """Refuse runs whose numbers do not measure the same thing (ValueError naming who differs)."""
+    with_results = [r for r in runs if r.results is not None]
+    if not with_results:
+        return
+    check_comparable_headers({r.results.path: r.results.header for r in with_results})
+    ref = with_results[0]
     ids = [p["problem_id"] for p in ref.results.problems]
     for r in with_results[1:]:
         other = [p["problem_id"] for p in r.results.problems]

@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ..models import is_model_dir, latest_checkpoint
-from .config import ConfigError, RunConfig, load_run_config
+from .config import ConfigError, RunConfig, load_run_config, run_differences
 from .run import prepare, train
 
 console = Console(stderr=True)
@@ -23,6 +23,10 @@ def plan_runs(base: RunConfig, estimators: list[str], seeds: list[int]) -> list[
     """One config per (estimator, seed); each is checked before anything trains."""
     if not estimators or not seeds:
         raise ConfigError("compare needs at least one estimator and one seed")
+    for what, values in (("estimator", estimators), ("seed", seeds)):
+        twice = sorted({str(v) for v in values if values.count(v) > 1})
+        if twice:
+            raise ConfigError(f"{what} {', '.join(twice)} named twice: each run would count twice in the report")
     if "{estimator}" not in base.output_dir or "{seed}" not in base.output_dir:
         raise ConfigError(f"output_dir {base.output_dir!r} must contain {{estimator}} and {{seed}} so that runs do not overwrite each other")
     runs = []
@@ -41,14 +45,24 @@ def train_all(runs: list[RunConfig], *, resume: bool = True) -> list[Path]:
         label = f"[{i}/{len(runs)}] {cfg.trainer['estimator']} seed {cfg.trainer['seed']}"
         if resume and is_model_dir(out / "final"):
             console.print(f"{label}: done already ({out}), skipped")
+            _flag(cfg, out, "it is kept as trained and evaluated with the config's task (--no-resume trains it afresh)")
         elif resume and out.exists() and latest_checkpoint(out) is not None:
             console.print(f"{label}: resuming {out}")
+            _flag(cfg, out, "it continues with the config's settings")
             train(cfg, resume=True)
         else:
             console.print(f"{label}: training -> {out}")
             train(cfg, overwrite=True)
         out_dirs.append(out)
     return out_dirs
+
+
+def _flag(cfg: RunConfig, out: Path, what_now: str) -> None:
+    """Say how an existing run's run.yaml differs from the config it is now part of."""
+    diffs = run_differences(cfg, out)
+    if diffs:
+        console.print(f"warning: {out} was trained with other settings than the config gives (its run.yaml -> "
+                      f"the config: {'; '.join(diffs)}); {what_now}", highlight=False, markup=False, soft_wrap=True)
 
 
 def run_compare(config: str | None, overrides: list[str], estimators: list[str], seeds: list[int], *,

@@ -52,6 +52,10 @@ def evaluate_and_report(cfg: RunConfig, run_dirs: list[Path], root: Path) -> Pat
     kw = dict(task=cfg.task, task_options=cfg.task_options, reward=cfg.reward, reward_options=cfg.reward_options or None,
               clusterer=cfg.clusterer, clusterer_options=cfg.clusterer_options or None, limit=s["limit"], **s["sampling"])
     n, seed = s["sampling"]["n"], s["sampling"].get("seed", 0)
+    source = "eval.splits" if cfg.eval.get("splits") else f"the task's splits other than train_split {cfg.train_split}"
+    options = f" {cfg.task_options}" if cfg.task_options else ""
+    console.print(f"evaluating from the config: task {cfg.task}{options}, splits {', '.join(s['splits'])} ({source}), "
+                  f"n {n}; the base model {cfg.model} and {len(run_dirs)} runs", highlight=False, soft_wrap=True)
     base_dir = root / "base" / "eval"
     reports = []
     for split in s["splits"]:

@@ -157,3 +157,28 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | None 
 
 def dump_run_config(cfg: RunConfig, path: Path) -> None:
     path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def run_differences(cfg: RunConfig, run_dir: Path) -> list[str]:
+    """How ``run_dir/run.yaml`` (what the run was trained with) differs from ``cfg``, as
+    ``key: run's -> cfg's`` lines (``output_dir`` and the ``eval`` section aside: they do not
+    change what is trained)."""
+    path = run_dir / "run.yaml"
+    if not path.is_file():
+        return []
+    try:
+        old = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError:
+        return [f"{path} is not valid YAML"]
+    new = cfg.to_dict()
+    out = []
+    for key in new:
+        if key in ("output_dir", "eval"):
+            continue
+        a, b = old.get(key), new[key]
+        if isinstance(a, dict) or isinstance(b, dict):
+            a, b = a or {}, b or {}
+            out += [f"{key}.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            out.append(f"{key}: {a!r} -> {b!r}")
+    return out

@@ -147,11 +147,11 @@ def build_trainer(prep: Prepared, model_name: str | None = None):
     trainer = PolyEPOTrainer(model=model, reward_funcs=[prep.reward_fn], args=args,
                              train_dataset=to_dataset(prep.rows, tokenizer), processing_class=tokenizer,
                              clusterer=prep.clusterer)
-    if args.disable_tqdm:  # replace transformers' dict printer by one compact progress bar
+    if args.disable_tqdm:  # replace transformers' dict printer by polyepo's progress display
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
-        trainer.add_callback(trainer_callback())
+        trainer.add_callback(trainer_callback(trainer))
     return trainer
 
 
@@ -172,7 +172,12 @@ def train(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False) -> P
     out.mkdir(parents=True, exist_ok=True)
     dump_run_config(dataclasses.replace(cfg, output_dir=str(out)), out / "run.yaml")
     trainer = build_trainer(prep)
-    trainer.train(resume_from_checkpoint=str(ckpt) if resume else None)
+    try:
+        trainer.train(resume_from_checkpoint=str(ckpt) if resume else None)
+    finally:  # Ctrl-C or a crash skips on_train_end: stop the display (the terminal's cursor comes back)
+        from ..progress import close_displays
+
+        close_displays(trainer.callback_handler.callbacks)
     trainer.save_model(str(out / "final"))
     trainer.processing_class.save_pretrained(str(out / "final"))
     trainer.state.save_to_json(str(out / "trainer_state.json"))

@@ -41,6 +41,15 @@ def _fresh_stdio() -> None:
                                                    line_buffering=True)
 
 
+def flush_stdio() -> None:
+    """Flush stdout and stderr, whatever the program did to them."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+
+
 def describe(exc: BaseException, filename: str) -> str:
     """One line: the exception and the line of ``filename`` it came from."""
     where = ""
@@ -63,21 +72,13 @@ class _Candidate:
         self.handle_ids: dict[int, int] = {}  # id(object) -> handle
 
     def finish(self, code: int = 0) -> None:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except BaseException:
-                pass
+        flush_stdio()
         self.exit(code)
 
     def tell(self, message: dict) -> None:
         if self.sock is None:
             return
-        for stream in (sys.stdout, sys.stderr):  # what the program printed lands before the reply
-            try:
-                stream.flush()
-            except BaseException:
-                pass
+        flush_stdio()  # what the program printed lands before the reply
         try:
             channel.send(self.sock, message)
         except BaseException:

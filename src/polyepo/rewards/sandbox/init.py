@@ -39,6 +39,7 @@ from . import _linux as lx
 from . import candidate, tester
 from .rootfs import WORKDIR
 
+WORKDIR_PREFIX = "polyepo-run-"  # isolation rlimits: a run's work dir on the host
 
 def run_environment(workdir: str) -> dict[str, str]:
     """The complete environment a program sees."""
@@ -120,7 +121,8 @@ def _fresh_workdir(disk_mb: int, ctx: dict) -> str:
         lx.mount("tmpfs", WORKDIR, "tmpfs", lx.MS_NOSUID | lx.MS_NODEV,
                  f"size={disk_mb}m,nr_inodes=4096,mode=700,{owner}")
         return WORKDIR
-    workdir = tempfile.mkdtemp(prefix=f"polyepo-run-{os.getppid()}-")
+    # named after its supervisor (alive while the job runs) and its server (whose pool owns it)
+    workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getppid()}-s{ctx['server_pid']}-")
     if os.geteuid() == 0:
         os.chown(workdir, ctx["uid"], ctx["uid"])
     return workdir

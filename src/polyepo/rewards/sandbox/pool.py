@@ -362,7 +362,7 @@ class SandboxPool:
                 futures = {pool.submit(self.run, job, limits): i for i, job in enumerate(jobs)}
                 for fut in as_completed(futures):
                     results[futures[fut]] = fut.result()
-                    bar.advance()
+                    bar.advance(results[futures[fut]].status)
         finally:
             bar.stop()
         return results  # type: ignore[return-value]
@@ -416,24 +416,24 @@ def _alive(pid: int) -> bool:
 
 
 class _progress:
-    """A rich progress bar, or nothing."""
+    """The progress display of a batch (:mod:`polyepo.progress`: a bar on a terminal, plain lines
+    elsewhere), or nothing; the runs so far and how they ended."""
 
     def __init__(self, enabled: bool, total: int) -> None:
-        self.bar = None
-        if enabled:
-            from rich.progress import Progress
+        from ...progress import open_display
 
-            self.bar = Progress(transient=False)
-            self.task = self.bar.add_task("sandbox runs", total=total)
-            self.bar.start()
+        self.display = open_display(enabled)
+        self.statuses: dict[str, int] = {}
+        self.task = self.display.add_task("sandbox runs", total=total)
 
-    def advance(self) -> None:
-        if self.bar is not None:
-            self.bar.advance(self.task)
+    def advance(self, status: str = "") -> None:
+        if status:
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+        text = ", ".join(f"{k} {v}" for k, v in sorted(self.statuses.items()))
+        self.display.advance(self.task, metrics=text)
 
     def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+        self.display.close()
 
 
 _SHARED: dict[tuple[int, SandboxConfig], SandboxPool] = {}

@@ -57,7 +57,7 @@ def enter_isolation(cfg: dict) -> dict:
     level = cfg["isolation"]
     with open("/proc/sys/kernel/cap_last_cap") as f:
         ctx = {"level": level, "uid": cfg["uid"], "test_uid": cfg["test_uid"], "cap_last": int(f.read()),
-               "namespaces": level != "rlimits", "preload": cfg["preload"]}
+               "namespaces": level != "rlimits", "preload": cfg["preload"], "server_pid": os.getpid()}
     ctx["degraded"] = _kernel_mechanisms(ctx, cfg)
     if level == "rlimits":
         return ctx

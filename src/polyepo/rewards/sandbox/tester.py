@@ -34,7 +34,7 @@ import types
 
 from . import channel
 from . import protocol as proto
-from .candidate import describe
+from .candidate import describe, flush_stdio
 
 REPORT_FD, TEST_FD, CHANNEL_FD = 3, 4, 5
 NAMESPACE = "__main__"  # the test runs as a script does (``if __name__ == "__main__":`` blocks run)
@@ -69,11 +69,7 @@ def receive_frame() -> bytes:
 
 
 def finish(code: int = 0) -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except BaseException:
-            pass
+    flush_stdio()
     os._exit(code)
 
 
@@ -278,22 +274,35 @@ class RemoteObject:
 
 # -- the run ---------------------------------------------------------------------------------------
 
-def _namespace(spec: dict, names: list) -> dict:
-    module = types.ModuleType(NAMESPACE)
-    module.__dict__["__builtins__"] = builtins
-    sys.modules[NAMESPACE] = module
-    ns = module.__dict__
-    helpers = compiling_prefix(spec.get("helpers") or "")
-    keep = defined_names(helpers) | set(dir(builtins))
-    entry = entry_name(spec.get("entry_point"))
-    return {"ns": ns, "helpers": helpers, "proxy": [n for n in names if isinstance(n, str) and (n == entry or n not in keep)]}
+class _Prepared:
+    """What the test process does before the program is ready (it runs meanwhile): the
+    namespace, the helper code executed in it, the test compiled."""
+
+    def __init__(self, spec: dict) -> None:
+        module = types.ModuleType(NAMESPACE)
+        module.__dict__["__builtins__"] = builtins
+        sys.modules[NAMESPACE] = module
+        self.ns = module.__dict__
+        self.helpers = compiling_prefix(spec.get("helpers") or "")
+        self.keep = defined_names(self.helpers) | set(dir(builtins))
+        self.entry = entry_name(spec.get("entry_point"))
+        self.error: BaseException | None = None
+        for name, text in (("<helpers>", self.helpers), ("<test>", spec["test"])):
+            linecache.cache[name] = (len(text), None, text.splitlines(True), name)
+        try:
+            exec(compile(self.helpers, "<helpers>", "exec", dont_inherit=True), self.ns)
+            self.test = compile(spec["test"], "<test>", "exec", dont_inherit=True)
+        except BaseException as e:  # reported as the test's failure once the program is ready
+            self.error = e
+
+    def proxied(self, names: list) -> list[str]:
+        """The program's callables the test sees: not builtins, not the helpers' real
+        definitions; the entry point's name always."""
+        return [n for n in names if isinstance(n, str) and (n == self.entry or n not in self.keep)]
 
 
-def run() -> None:
-    """Receive the test, wait for the program, run the test against it, report. Never returns."""
-    sys.argv = ["test.py"]
-    spec = json.loads(receive_frame())
-    sock = socket.socket(fileno=CHANNEL_FD)
+def _greeting(sock: socket.socket) -> list:
+    """Wait for the program's process; its callables, or report why it failed and exit."""
     try:
         hello = channel.receive(sock)
     except channel.ChannelClosed:
@@ -310,17 +319,26 @@ def run() -> None:
     if not (isinstance(hello, dict) and isinstance(hello.get("ready"), list)):
         send_report(proto.TAG_ERROR, b"protocol\nthe program wrote to the test channel (not the expected greeting)")
         finish(0)
+    return hello["ready"]
+
+
+def run() -> None:
+    """Receive the test, prepare it, wait for the program, run the test against it, report.
+    Never returns."""
+    sys.argv = ["test.py"]
+    spec = json.loads(receive_frame())
+    sock = socket.socket(fileno=CHANNEL_FD)
+    prepared = _Prepared(spec)  # while the program's process runs the program
+    names = _greeting(sock)
     send_report(proto.TAG_PROGRAM_DONE)
-    plan = _namespace(spec, hello["ready"])
-    ns = plan["ns"]
-    for name, text in (("<helpers>", plan["helpers"]), ("<test>", spec["test"])):
-        linecache.cache[name] = (len(text), None, text.splitlines(True), name)
+    ns = prepared.ns
     session = Session(sock, ns)
     try:
-        exec(compile(plan["helpers"], "<helpers>", "exec", dont_inherit=True), ns)
-        for name in plan["proxy"]:
+        if prepared.error is not None:
+            raise prepared.error
+        for name in prepared.proxied(names):
             ns[name] = Proxy(session, name)
-        exec(compile(spec["test"], "<test>", "exec", dont_inherit=True), ns)
+        exec(prepared.test, ns)
         if spec.get("entry_point"):
             if not callable(ns.get("check")):
                 raise NameError("the test defines no check(candidate) function")

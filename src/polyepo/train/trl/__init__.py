@@ -49,6 +49,7 @@ from ...advantages import (
 )
 from ...clustering import ClusterResult, make_clusterer
 from ...groups import GroupOptions, group_step
+from ...groups.watch import DiversityWatch
 from ...settings import help_field
 from .clusters import finish_clustering, resolve_ddp_timeout, start_clustering, wait_limits
 from .group_log import GroupLog, group_lines, log_path
@@ -199,11 +200,14 @@ class PolyEPOTrainer(GRPOTrainer):
         self._estimator_kwargs = self.args.estimator_kwargs()
         self._group_options = self.args.group_options()
         self._pending: dict[str, Any] | None = None
-        if self.args.log_jsonl:
-            self.add_callback(JsonlLogCallback(Path(self.args.output_dir) / "log.jsonl"))
+        self._jsonl = JsonlLogCallback(Path(self.args.output_dir) / "log.jsonl") if self.args.log_jsonl else None
+        if self._jsonl is not None:
+            self.add_callback(self._jsonl)
         self.group_log = GroupLog(log_path(self.args.output_dir)) if self.args.log_groups else None
         if self.group_log is not None:
             self.add_callback(GroupLogCallback(self.group_log))
+        name = self.args.clusterer or getattr(clusterer, "name", type(clusterer).__name__)
+        self.diversity_watch = DiversityWatch(name, degenerate=self.args.degenerate) if clusterer is not None else None
 
     # -- rewards and clusters of the global batch -------------------------------------------
 
@@ -233,6 +237,7 @@ class PolyEPOTrainer(GRPOTrainer):
         None is unscorable (None). Returns :class:`polyepo.groups.StepResult`.
         """
         rewards = self._summed_rewards(rewards_per_func)
+        self.last_rewards = rewards
         return group_step(rewards, np.arange(rewards.size) // G, results, estimator=self.args.estimator,
                           estimator_options=self._estimator_kwargs, options=self._group_options)
 
@@ -270,7 +275,18 @@ class PolyEPOTrainer(GRPOTrainer):
         for key, value in metrics.items():  # the group step's vocabulary (docs/training.md)
             self._metrics[mode][key].append(float(value))
         self.last_step_metrics = metrics
+        scored = self.last_rewards[~np.isnan(self.last_rewards)]
+        self.last_step_reward = float(scored.mean()) if scored.size else float("nan")  # for the progress display
+        if mode == "train" and self.diversity_watch is not None:
+            self._warn(self.diversity_watch.observe(pending["results"], step=self.state.global_step + 1))
         return output
+
+    def _warn(self, message: str | None) -> None:
+        """A warning in the training output and in ``log.jsonl`` (main process only)."""
+        if message and self.accelerator.is_main_process:
+            logger.warning("warning: %s", message)
+            if self._jsonl is not None:
+                self._jsonl.write({"step": self.state.global_step + 1, "warning": message})
 
     def _log_groups(self, pending: dict[str, Any], rewards_per_func: torch.Tensor, advantages: np.ndarray,
                     mode: str) -> None:
@@ -311,8 +327,11 @@ class JsonlLogCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
+        self.write({"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float, str))}})
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Append one row (a log step, or a warning ``{"step", "warning"}``)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        row = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float, str))}}
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
 
