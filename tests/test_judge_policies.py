@@ -143,6 +143,35 @@ def test_reward_only_marks_each_failed_group():
         assert c.cluster("problem 9", ["A: x", "B: y"]).ids == [1, 2]
 
 
+def test_reward_only_groups_leave_the_diversity_means_and_get_dr_grpos_advantage():
+    """Through the judge clusterer and the group step: two of six groups fail (server errors on
+    their requests only); the diversity means are over the four judged groups, and the failed
+    ones get r - mean(r)."""
+    import numpy as np
+
+    from polyepo.groups import group_step
+
+    def handler(seen):
+        if any(f"problem {k}\n" in seen.body["messages"][0]["content"] for k in (1, 3)):
+            return Status(500, "this group's request fails")
+        return tag_judge(seen)
+
+    with FaultServer(handler) as server:
+        results = judge(server, on_failure="reward_only", max_retries=0).cluster_many(GROUPS)
+    assert [r.failed for r in results] == [False, True, False, True, False, False]
+    rewards = [1.0, 0.0, 1.0, 0.0] * 2 + [1.0, 1.0, 0.0, 0.0] + [0.0, 0.0, 0.0, 1.0] * 3
+    step = group_step(rewards, np.repeat(np.arange(6), 4), results, estimator="poly_epo",
+                      estimator_options={"set_size": 2}, options=None)
+    m = step.metrics
+    assert m["polyepo/groups_with_clusters"] == 4 and m["polyepo/cluster_reward_only"] == 2
+    assert m["polyepo/cluster_failures"] == 2 and m["polyepo/cluster_failure_fraction"] == pytest.approx(2 / 6)
+    assert m["polyepo/clusters_distinct"] == 2.0  # every judged group: ids 1, 2, 1, degenerate (0 if counted)
+    assert m["polyepo/frac_groups_one_cluster"] == 0.0 and m["polyepo/degenerate_per_group"] == 1.0
+    for k in (1, 3):
+        r = np.array(rewards[4 * k:4 * k + 4])
+        np.testing.assert_allclose(step.advantages[4 * k:4 * k + 4], r - r.mean())
+
+
 def test_fallback_exact_is_refused_unless_forced(caplog):
     with FaultServer(tag_judge) as server:
         with pytest.raises(ValueError, match=r"fallback:exact' is refused: 'exact' clusters by identical text.*"

@@ -138,3 +138,54 @@ def test_the_command_serves_the_cli_judge_and_stops_cleanly(tmp_path):
         server.send_signal(signal.SIGINT)
         _, err = server.communicate(timeout=30)
     assert server.returncode == 0 and "requests answered: cluster 1" in err and err.startswith("cluster: {")
+
+
+def test_an_outage_refuses_for_its_seconds_after_its_requests_then_answers_again():
+    from polyepo.standin import Outage
+    from polyepo.standin.outage import parse_outage
+
+    lines: list[str] = []
+    outage = Outage(lambda body: Reply("fine"), after=2, seconds=0.3)
+    outage.log = lines.append
+    answers = [outage({}) for _ in range(4)]
+    assert [type(a).__name__ for a in answers] == ["Reply", "Reply", "Status", "Status"]
+    assert answers[2].code == 503 and "down for" in answers[2].message and outage.refused == 2
+    import time
+
+    time.sleep(0.35)
+    assert isinstance(outage({}), Reply) and outage.refused == 2
+    assert lines == ["outage: answering HTTP 503 for 0.3 s (after 2 requests)",
+                     "outage over after 2 refused requests; answering again"]
+    ended = Outage(lambda body: Reply("fine"), after=0, seconds=600)
+    assert isinstance(ended({}), Status)
+    ended.end()
+    assert isinstance(ended({}), Reply)
+    assert parse_outage("96:20") == (96, 20.0)
+    for bad in ("96", "x:2", "3:0", "-1:5"):
+        with pytest.raises(ValueError, match="--outage expects AFTER:SECONDS"):
+            parse_outage(bad)
+
+
+def test_the_command_takes_the_judge_down_with_outage(tmp_path):
+    env = {**os.environ, "COLUMNS": "200"}
+    server = subprocess.Popen([sys.executable, "-m", "polyepo", "judge-standin", "--port", "0", "--quiet",
+                               "--outage", "1:600"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        url = server.stdout.readline().split()[3]
+        groups = tmp_path / "g.jsonl"
+        groups.write_text("".join(json.dumps({"prompt": f"Problem {k}.", "responses": ["def f():\n    return 1"]}) + "\n"
+                                  for k in range(2)))
+        out = subprocess.run([sys.executable, "-m", "polyepo", "cluster", str(groups), "-b", "judge", "-o", f"base_url={url}",
+                              "-o", "model=standin", "-o", "cache_path=", "-o", "on_failure=reward_only", "-o",
+                              "max_retries=0", "-o", "max_concurrency=1", "--json"],
+                             capture_output=True, text=True, timeout=120, env=env)
+        assert out.returncode == 0, out.stderr
+        rows = [json.loads(line) for line in out.stdout.splitlines()]
+        assert [r["cluster_meta"]["failed"] for r in rows] == [False, True]  # answered once, then down
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+    assert "stand-in judge outage: answering HTTP 503 for 600 s (after 1 requests)" in err
+    bad = subprocess.run([sys.executable, "-m", "polyepo", "judge-standin", "--outage", "soon"], capture_output=True,
+                         text=True, timeout=60, env=env)
+    assert bad.returncode == 2 and "--outage expects AFTER:SECONDS" in bad.stderr

@@ -120,4 +120,4 @@ def test_every_module_has_a_layer():
 
 def test_train_holds_the_engines_only():
     names = {p.name for p in (SRC / "train").iterdir() if p.suffix == ".py" or p.is_dir()} - {"__pycache__"}
-    assert names == {"__init__.py", "trl.py", "verl"}
+    assert names == {"__init__.py", "trl", "verl"}

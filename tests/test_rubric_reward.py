@@ -8,12 +8,13 @@ and evidence checks, and the reference kept out of policy prompts.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import yaml
 
 from _rubric_judge import BUILT, build_requests, judge, message, score_requests
-from polyepo.judge import JudgeFailedError
+from polyepo.judge import JudgeFailedError, JudgeUnavailableError
 from polyepo.rewards import REWARDS, make_reward
 from polyepo.rewards.rubric import Rubric
 from polyepo.standin import Reply, Status, fast_options, last_user_message
@@ -179,6 +180,40 @@ def test_policy_verifiable_only_falls_back_to_the_verifiable_reward(chat_server,
     assert f.last_stats["verifiable_fallbacks"] == 2 and f.last_stats["none"] == 1
 
 
+def test_policy_wait_rides_out_an_outage_of_the_build_and_the_scoring(chat_server, tmp_path):
+    from polyepo.standin import Outage
+
+    outage = Outage(judge, after=0, seconds=1.0)  # down from the first request, for a second
+    chat_server.responder = outage
+    f = reward(chat_server, tmp_path, on_failure="wait", max_wait_s=20.0, status_interval_s=0.2)
+    assert f.wait_limit_s == 20.0 and reward(chat_server, tmp_path).wait_limit_s is None
+    start = time.monotonic()
+    assert f([PROBLEM] * 3, ["<O1> <P1>", "<P2>", "nothing"], **rows(3)) == [0.75, 0.25, 0.0]  # as with no outage
+    assert time.monotonic() - start >= 0.9 and outage.refused > 0
+    assert f.last_stats["judge_failures"] == 0 and f.last_stats["policy"] == "wait, then raise"
+    down = Outage(judge, after=0, seconds=600)
+    chat_server.responder = down
+    g = reward(chat_server, tmp_path / "again", on_failure="wait", max_wait_s=0.6)
+    with pytest.raises(JudgeUnavailableError, match="max_wait_s=0.6"):
+        g([PROBLEM], ["<O1>"], **rows(1))
+
+
+def test_under_wait_a_call_that_fails_while_the_judge_is_up_gets_on_item_failure(chat_server, tmp_path):
+    def half_broken(body):
+        return Status(400, "this one is too long") if "<P1>" in message(body) else judge(body)
+
+    chat_server.responder = half_broken
+    f = reward(chat_server, tmp_path, on_failure="wait", on_item_failure="none")
+    assert f([PROBLEM] * 2, ["<O1>", "<P1>"], **rows(2, rubric=RUBRIC)) == [0.5, None]
+    g = reward(chat_server, tmp_path, on_failure="wait")
+    with pytest.raises(JudgeFailedError, match="on_item_failure='raise' stops here; set on_item_failure='none'"):
+        g([PROBLEM] * 2, ["<O1>", "<P1>"], **rows(2, rubric=RUBRIC))
+    with pytest.raises(ValueError, match="on_item_failure='verifiable_only' needs a verifiable reward"):
+        reward(chat_server, tmp_path, on_failure="wait", on_item_failure="verifiable_only")
+    with pytest.raises(ValueError, match="on_item_failure must be one of raise, none, verifiable_only"):
+        reward(chat_server, tmp_path, on_failure="wait", on_item_failure="wait")
+
+
 def test_build_failure_applies_the_policy_and_writes_no_file(chat_server, tmp_path):
     chat_server.responder = lambda body: Status(500, "down")
     f = reward(chat_server, tmp_path, on_failure="none", max_retries=1)
@@ -272,7 +307,7 @@ def test_trl_hooks_receive_the_statistics(chat_server, tmp_path):
 def test_options_are_checked(chat_server, tmp_path):
     with pytest.raises(ValueError, match=r"unknown option 'outcome_wieght' \(did you mean 'outcome_weight'\?\) for reward function 'rubric'; valid options: outcome_weight"):
         reward(chat_server, tmp_path, outcome_wieght=1)
-    with pytest.raises(ValueError, match="on_failure must be one of raise, none, verifiable_only"):
+    with pytest.raises(ValueError, match="on_failure must be one of raise, none, verifiable_only, wait"):
         reward(chat_server, tmp_path, on_failure="zero")
     with pytest.raises(ValueError, match="needs a verifiable reward"):
         reward(chat_server, tmp_path, on_failure="verifiable_only")

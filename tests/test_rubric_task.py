@@ -118,7 +118,8 @@ def test_the_example_run_config_selects_the_rubric_reward(chat_server, tmp_path)
     cfg = load_run_config(example, [f"reward_options={json.dumps(options)}", f"output_dir={tmp_path / 'run'}"])
     prep = prepare(cfg)
     assert prep.reward_name == "rubric" and prep.reward_fn.__name__ == "rubric" and len(prep.rows) == 4 * 32
-    assert prep.clusterer_name == "answer" and prep.reward_fn.options.on_failure == "none"
+    assert prep.clusterer_name == "answer" and prep.reward_fn.options.on_failure == "wait"
+    assert prep.reward_fn.options.item_policy == "none" and prep.reward_fn.wait_limit_s == 1500.0
     assert prep.reward_fn.client.config.max_concurrency == 16
     bad = load_run_config(example, ["reward_options={echo_action: ban}"])
     with pytest.raises(ConfigError, match="echo_action must be one of flag, penalize, zero"):

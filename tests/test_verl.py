@@ -309,31 +309,17 @@ def test_rows_from_transfer_queue_fields():
     assert rows.rewards.tolist() == [1.0, 0.0] and rows.extras[1] == {"score": 0.0, "reward_none": 0}
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    __import__("os").environ.get("POLYEPO_VERL_RAY") != "1",
-    reason="starts a local Ray + TransferQueue (~30 s); opt in with POLYEPO_VERL_RAY=1",
-)
-def test_polyepo_sync_advantage_step_on_a_real_transfer_queue():
-    """verl's real ``_compute_advantage`` (TransferQueue reads and writes, KL/rollout-correction
-    branches) with polyepo's step in front, on rows laid out as verl's agent loop writes them."""
-    import ray
-    import transfer_queue as tq
-    from transfer_queue import KVBatchMeta
-    from verl.utils.tensordict_utils import list_of_dict_to_tensordict
-
-    from polyepo.train.verl.trainer import PolyEPOTrainerSync
-
-    tok = tiny_tokenizer()
-    order = [(u, i) for i in range(8) for u in ("p0", "p1")] + [("pad", 0), ("pad", 1)]
+def agent_loop_rows(order, tok, uids_pad=("pad",)):
+    """TransferQueue rows as verl's agent loop writes them (``{uid}_{session}_0`` keys, tags),
+    with the fields the advantage step reads; ``order``: (uid, session) pairs."""
     fields, keys, tags = [], [], []
     for uid, i in order:
-        text = "x" if uid == "pad" else GROUPS[uid][i]
+        text = "x" if uid in uids_pad else GROUPS[uid][i]
         ids = torch.tensor(tok(text, add_special_tokens=False)["input_ids"])
-        r = 0.0 if uid == "pad" else float(text == "42")
+        r = 0.0 if uid in uids_pad else float(text == "42")
         score = torch.zeros(len(ids))
         score[-1] = r
-        mask = torch.zeros(len(ids), dtype=torch.long) if uid == "pad" else torch.ones(len(ids), dtype=torch.long)
+        mask = torch.zeros(len(ids), dtype=torch.long) if uid in uids_pad else torch.ones(len(ids), dtype=torch.long)
         zeros = torch.zeros(len(ids))
         fields.append({
             "uid": uid, "raw_prompt": [{"role": "user", "content": "6 * 7 = ?"}], "responses": ids,
@@ -342,13 +328,54 @@ def test_polyepo_sync_advantage_step_on_a_real_transfer_queue():
             "extra_fields": {"reward_extra_info": {"score": r, "reward_none": 0}},
         })
         keys.append(f"{uid}_{i}_0")
-        tags.append({"status": "success", "is_padding": uid == "pad"})
+        tags.append({"status": "success", "is_padding": uid in uids_pad, "global_steps": 1, "seq_len": len(ids) + 2})
+    return fields, keys, tags
+
+
+def expected_advantages(adv, order):
+    for uid, responses in GROUPS.items():
+        r = np.array([float(x == "42") for x in responses])
+        want = compute_advantages(r, prefix_ids(responses), group_sizes=8, estimator="poly_epo", set_size=4)
+        got = [adv[k] for k, (u, i) in enumerate(order) if u == uid]
+        np.testing.assert_allclose(got, want[[i for u, i in order if u == uid]], rtol=1e-5, atol=1e-6)
+
+
+def with_real_transfer_queue(fn):
+    """Run ``fn`` with a local Ray and TransferQueue (opt-in: POLYEPO_VERL_RAY=1)."""
+    import ray
+    import transfer_queue as tq
+
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)  # TQ: 1 controller + 2 storage units
+    try:
+        tq.init()
+        return fn(tq)
+    finally:
+        tq.close()
+        ray.shutdown()
+
+
+real_tq = pytest.mark.skipif(__import__("os").environ.get("POLYEPO_VERL_RAY") != "1",
+                             reason="starts a local Ray + TransferQueue (~30 s); opt in with POLYEPO_VERL_RAY=1")
+
+
+@pytest.mark.slow
+@real_tq
+def test_polyepo_sync_advantage_step_on_a_real_transfer_queue():
+    """verl's real ``_compute_advantage`` (TransferQueue reads and writes, KL/rollout-correction
+    branches) with polyepo's step in front, on rows laid out as verl's agent loop writes them."""
+    from transfer_queue import KVBatchMeta
+    from verl.utils.tensordict_utils import list_of_dict_to_tensordict
+
+    from polyepo.train.verl.trainer import PolyEPOTrainerSync
+
+    tok = tiny_tokenizer()
+    order = [(u, i) for i in range(8) for u in ("p0", "p1")] + [("pad", 0), ("pad", 1)]
+    fields, keys, tags = agent_loop_rows(order, tok)
     with registered():
         cfg = compose_config("algorithm.polyepo.clusterer=prefix", "algorithm.polyepo.estimator_options={set_size:4}",
                              "actor_rollout_ref.rollout.n=8")
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)  # TQ: 1 controller + 2 storage units
-        try:
-            tq.init()
+
+        def step(tq):
             tq.kv_batch_put(keys=keys, partition_id="train", fields=list_of_dict_to_tensordict(fields), tags=tags)
             trainer = object.__new__(PolyEPOTrainerSync)  # the step under test needs no workers
             trainer.config, trainer.tokenizer, trainer._polyepo_clusterer = cfg, tok, None
@@ -356,16 +383,108 @@ def test_polyepo_sync_advantage_step_on_a_real_transfer_queue():
             metrics: dict = {}
             trainer._compute_advantage(KVBatchMeta(keys=keys, tags=tags, partition_id="train"), metrics)
             out = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=["advantages"])
-            adv = [float(a[0]) if a.numel() else 0.0 for a in out["advantages"].unbind()]
-        finally:
-            tq.close()
-            ray.shutdown()
-    for uid, responses in GROUPS.items():
-        r = np.array([float(x == "42") for x in responses])
-        want = compute_advantages(r, prefix_ids(responses), group_sizes=8, estimator="poly_epo", set_size=4)
-        np.testing.assert_allclose([adv[k] for k, (u, _) in enumerate(order) if u == uid], want, rtol=1e-5, atol=1e-6)
+            return [float(a[0]) if a.numel() else 0.0 for a in out["advantages"].unbind()], metrics
+
+        adv, metrics = with_real_transfer_queue(step)
+    expected_advantages(adv, order)
     assert adv[-2:] == [0.0, 0.0]
     assert metrics["polyepo/groups"] == 2 and "polyepo/clusters_distinct_correct" in metrics
+
+
+def early_trainer(cfg, tok):
+    """A polyepo_sync trainer holding verl's own sync replay buffer (built by verl's
+    ``_build_replay_buffer``) with the early clustering installed; no workers."""
+    from types import SimpleNamespace
+
+    from polyepo.train.verl.trainer import PolyEPOTrainerSync, install_early_clustering
+
+    trainer = object.__new__(PolyEPOTrainerSync)
+    trainer.config, trainer.tokenizer, trainer._polyepo_clusterer = cfg, tok, None
+    trainer.trainer_mode = "sync"
+    trainer.replay_buffer = trainer._build_replay_buffer()  # verl's code
+    settings = check_startup(cfg)
+    trainer._polyepo_early = install_early_clustering(trainer, settings, trainer._clusterer(settings))
+    # rewards scored during sampling, by verl's reward loop workers (their handles are all that is read)
+    trainer.reward_loop_manager = SimpleNamespace(reward_loop_worker_handles=["reward loop worker"])
+    return trainer
+
+
+def test_early_clustering_hooks_onto_verls_replay_buffer(monkeypatch):
+    """verl's sync ReplayBuffer polls TransferQueue through _sync_metadata_from_transfer_queue; after
+    each poll the groups verl's agent loop marked finished start clustering (verl's own parsing of
+    TransferQueue's listing, from a listing in its format)."""
+    import transfer_queue as tq
+    from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
+    from verl.utils.tensordict_utils import list_of_dict_to_tensordict
+
+    assert "self._sync_metadata_from_transfer_queue()" in inspect.getsource(ReplayBuffer.sample)
+    tok = tiny_tokenizer()
+    order = [(u, i) for u in ("p0", "p1") for i in range(8)]
+    fields, keys, tags = agent_loop_rows(order, tok)
+    store = dict(zip(keys, fields))
+    listing = {"train": {"p0": {"is_prompt": True, "status": "finished", "global_steps": 1},
+                         "p1": {"is_prompt": True, "status": "running", "global_steps": 1},
+                         **{k: t for k, t in zip(keys, tags)}}}
+    reads = []
+    monkeypatch.setattr(tq, "kv_list", lambda partition_id=None: listing)
+    monkeypatch.setattr(tq, "kv_batch_get", lambda keys, partition_id, select_fields: reads.append(keys)
+                        or list_of_dict_to_tensordict([{f: store[k][f] for f in select_fields} for k in keys]))
+    with registered():
+        cfg = compose_config("algorithm.polyepo.clusterer=prefix", "algorithm.polyepo.estimator_options={set_size:4}",
+                             "actor_rollout_ref.rollout.n=8")
+        trainer = early_trainer(cfg, tok)
+        assert type(trainer.replay_buffer) is ReplayBuffer and trainer._polyepo_early is not None
+        trainer.replay_buffer._sync_metadata_from_transfer_queue()
+        assert reads == [[k for k in keys if k.startswith("p0_")]]  # p0 finished: read and started; p1 not yet
+        listing["train"]["p1"]["status"] = "finished"
+        trainer.replay_buffer._sync_metadata_from_transfer_queue()
+        assert len(reads) == 2 and trainer._polyepo_early.started == 2
+        off = compose_config("algorithm.polyepo.clusterer=prefix", "algorithm.polyepo.overlap_clustering=false")
+        assert early_trainer(off, tok)._polyepo_early is None
+        dapo = compose_config("algorithm.polyepo.clusterer=prefix", "algorithm.filter_groups.enable=true",
+                              "algorithm.filter_groups.metric=acc")
+        assert early_trainer(dapo, tok)._polyepo_early is None  # its evicted groups would be judged for nothing
+
+
+@pytest.mark.slow
+@real_tq
+def test_groups_are_clustered_while_sampling_on_a_real_transfer_queue():
+    """verl's replay buffer samples a batch from a real TransferQueue while the groups finish one
+    by one; each group starts clustering at the poll after it finished, and the advantage step
+    (verl's, with rows reordered as its balancing does) only takes the results."""
+    from verl.utils.tensordict_utils import list_of_dict_to_tensordict
+
+    tok = tiny_tokenizer()
+    order = [(u, i) for u in ("p0", "p1") for i in range(8)]
+    fields, keys, tags = agent_loop_rows(order, tok)
+    with registered():
+        cfg = compose_config("algorithm.polyepo.clusterer=prefix", "algorithm.polyepo.estimator_options={set_size:4}",
+                             "actor_rollout_ref.rollout.n=8")
+
+        def run(tq):
+            trainer = early_trainer(cfg, tok)
+            clusterer = trainer._polyepo_clusterer[1]
+            prompt = {"is_prompt": True, "status": "running", "global_steps": 1}
+            tq.kv_batch_put(keys=["p0", "p1"], partition_id="train", tags=[dict(prompt), dict(prompt)])
+            for uid in ("p0", "p1"):  # as the agent loop: a group's rows, then its prompt marked finished
+                rows = [k for k, (u, _) in enumerate(order) if u == uid]
+                tq.kv_batch_put(keys=[keys[k] for k in rows], partition_id="train",
+                                fields=list_of_dict_to_tensordict([fields[k] for k in rows]), tags=[tags[k] for k in rows])
+                tq.kv_put(key=uid, partition_id="train", tag={"status": "finished"})
+                trainer.replay_buffer._sync_metadata_from_transfer_queue()  # one poll of the sampling loop
+            batch, _ = trainer.replay_buffer.sample(global_steps=1, partition_id="train", batch_size=2)
+            batch.reorder(list(range(len(batch.keys)))[::-1])  # as verl's balancing reorders rows
+            calls_before = clusterer.calls
+            metrics: dict = {}
+            trainer._compute_advantage(batch, metrics)
+            out = tq.kv_batch_get(keys=batch.keys, partition_id="train", select_fields=["advantages"])
+            adv = dict(zip(batch.keys, [float(a[0]) for a in out["advantages"].unbind()]))
+            return adv, metrics, calls_before, clusterer.calls, trainer._polyepo_early.started
+
+        adv, metrics, before, after, started = with_real_transfer_queue(run)
+    assert started == 2 and before == after == 2  # clustered while sampling; the advantage step clustered nothing
+    expected_advantages([adv[k] for k in keys], order)
+    assert metrics["polyepo/groups"] == 2 and metrics["polyepo/time_cluster_wait_s"] < 1.0
 
 
 def recipe_config(script: str, **env: str):
@@ -397,7 +516,8 @@ def test_seed002_recipe_composes_with_seed_hyperparameters(estimator):
     assert a.loss_agg_mode == "seq-mean-token-sum-norm" and a.loss_scale_factor == cfg.data.max_response_length
     s = VerlSettings.from_config(cfg.algorithm)
     assert s.estimator_options == {"set_size": 4} and s.clusterer == "judge"  # same clustering in both runs
-    assert s.clusterer_options["on_failure"] == "fallback:python_ast"
+    assert s.clusterer_options["on_failure"] == "wait" and s.clusterer_options["on_group_failure"] == "fallback:python_ast"
+    assert s.clusterer_options["max_wait_s"] == 7200 and s.overlap_clustering
     assert cfg.reward.custom_reward_function.reward_kwargs.reward == "code_tests"
 
 

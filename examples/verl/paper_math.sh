@@ -5,6 +5,8 @@
 #   Poly-EPO with the paper authors' released variant (MEAN over the sets containing a rollout,
 #   no |U| > 1 gate, only id 100 degenerate). Baselines, hyperparameter-matched:
 #   ESTIMATOR=dr_grpo (GRPO: A = r - mean r) and ESTIMATOR=grpo_div (GRPO+DIV).
+#   A judge outage pauses the run (on_failure=wait: a status line, no gradient lost); past 2 h
+#   (max_wait_s) it stops, and the same command resumes from the newest checkpoint.
 #
 # Usage (in the verl environment, on GPU machines):
 #   ESTIMATOR=poly_epo bash examples/verl/paper_math.sh [more hydra overrides]
@@ -64,7 +66,7 @@ ARGS=(
   trainer.experiment_name="paper-math-$ESTIMATOR"
   'trainer.logger=[console,tensorboard]'
   algorithm.polyepo.clusterer="$CLUSTERER"
-  "algorithm.polyepo.clusterer_options={prompt:math,model:$JUDGE_MODEL,on_failure:'fallback:answer'}"
+  "algorithm.polyepo.clusterer_options={prompt:math,model:$JUDGE_MODEL,on_failure:wait,max_wait_s:7200,on_group_failure:'fallback:answer'}"
 )
 if [ "${PRINT_OVERRIDES:-0}" = 1 ]; then printf '%s\n' "${ARGS[@]}" "$@"; exit 0; fi
 exec python -m polyepo.train.verl "${ARGS[@]}" "$@"

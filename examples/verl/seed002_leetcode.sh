@@ -6,6 +6,8 @@
 #   250 steps; no KL; Dr.GRPO loss normalisation (token sum / max response length, no std).
 #   GRPO and Poly-EPO differ in ESTIMATOR only (hyperparameter-matched); the clusterer also
 #   runs in the GRPO run so that both log the same diversity metrics (CLUSTER=0 skips it there).
+#   A judge outage pauses the run (on_failure=wait: a status line, no gradient lost); past 2 h
+#   (max_wait_s) it stops, and the same command resumes from the newest checkpoint.
 #
 # Usage (in the verl environment, on a GPU machine):
 #   ESTIMATOR=poly_epo bash examples/verl/seed002_leetcode.sh [more hydra overrides]
@@ -64,7 +66,7 @@ ARGS=(
 if [ "$CLUSTER" = 1 ] || [ "$ESTIMATOR" = poly_epo ]; then
   ARGS+=(
     algorithm.polyepo.clusterer="$CLUSTERER"
-    "algorithm.polyepo.clusterer_options={prompt:code,model:$JUDGE_MODEL,on_failure:'fallback:python_ast'}"
+    "algorithm.polyepo.clusterer_options={prompt:code,model:$JUDGE_MODEL,on_failure:wait,max_wait_s:7200,on_group_failure:'fallback:python_ast'}"
   )
 fi
 if [ "${PRINT_OVERRIDES:-0}" = 1 ]; then printf '%s\n' "${ARGS[@]}" "$@"; exit 0; fi

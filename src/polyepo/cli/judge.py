@@ -21,10 +21,12 @@ def judge_standin(
     option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Clusterer option key=value (repeat).")] = None,
     prompt: Annotated[Optional[list[str]], typer.Option(help="Your own prompt template as KIND=FILE, KIND cluster, build or score (repeat); the built-in prompts are always recognised.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per request.")] = False,
+    outage: Annotated[Optional[str], typer.Option(help="Rehearse a judge outage: after AFTER requests, answer HTTP 503 for SECONDS seconds, then answer again (AFTER:SECONDS, e.g. 96:20).")] = None,
 ) -> None:
     """Serve an OpenAI-compatible endpoint that answers polyepo's judge prompts offline (docs/clustering.md, docs/rubric.md)."""
-    from ..standin import ChatServer
+    from ..standin import ChatServer, Outage
     from ..standin.judge import StandInJudge
+    from ..standin.outage import parse_outage
 
     prompts: dict[str, list[str]] = {}
     for item in prompt or []:
@@ -35,7 +37,12 @@ def judge_standin(
     judge = StandInJudge(clusterer, parse_options(option or []) or None, prompts)
     if not quiet:
         judge.log = lambda line: err_console.print(line, highlight=False, markup=False, soft_wrap=True)
-    server = ChatServer(judge, port=port, keep_requests=False).start()
+    responder = judge
+    if outage is not None:
+        after, seconds = parse_outage(outage)
+        responder = Outage(judge, after=after, seconds=seconds)
+        responder.log = lambda line: print(f"stand-in judge {line}", file=sys.stderr, flush=True)
+    server = ChatServer(responder, port=port, keep_requests=False).start()
     print(f"stand-in judge serving {server.base_url} (any model name, no key); Ctrl-C stops it", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop as cleanly as on Ctrl-C
     try:

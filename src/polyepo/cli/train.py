@@ -33,23 +33,40 @@ def train(
     if list_trainer_keys:
         _print_trainer_keys()
         return
+    from ..judge.policy import JudgeFailedError, JudgeUnavailableError
+
     cfg = load_run_config(config, overrides or [])
     if dry_run:
         from ..workflow.run import dry_run as run_dry
 
-        _print_dry_run(run_dry(cfg))
+        try:
+            _print_dry_run(run_dry(cfg))
+        except JudgeFailedError as e:  # the judge is down, or its policy is raise
+            raise fail(f"dry run: {e}", code=1) from None
         return
     from ..workflow.run import train as run_train
 
     try:
         out = run_train(cfg, resume=resume, overwrite=overwrite)
     except KeyboardInterrupt:
-        raise fail(_interrupted(cfg, config, overrides or []), code=130) from None
+        raise fail("interrupted" + _how_to_continue(cfg, config, overrides or []), code=130) from None
+    except JudgeUnavailableError as e:  # the judge stayed down past max_wait_s (on_failure=wait)
+        raise fail(f"{e.summary} Training stopped" + _how_to_continue(cfg, config, overrides or [], "once the "
+                   "judge answers again") + " (the judge's max_wait_s, in clusterer_options or reward_options, sets how "
+                   "long a run waits)",
+                   code=JUDGE_UNAVAILABLE_EXIT) from None
+    except JudgeFailedError as e:  # a judge policy of raise
+        raise fail(f"{e} Training stopped" + _how_to_continue(cfg, config, overrides or []), code=1) from None
     console.print(f"[green]done[/]: model in {out / 'final'}, logs in {out / 'log.jsonl'}")
 
 
-def _interrupted(cfg, config: str | None, overrides: list[str]) -> str:
-    """What to say after Ctrl-C: where the run stands and the command that continues it."""
+#: exit status of a run stopped because its judge stayed down (sysexits' EX_TEMPFAIL: try again later)
+JUDGE_UNAVAILABLE_EXIT = 75
+
+
+def _how_to_continue(cfg, config: str | None, overrides: list[str], when: str = "") -> str:
+    """Where a stopped run stands and the command that continues it (the same config path and
+    overrides as this command), as the end of a sentence."""
     import shlex
 
     from ..models import latest_checkpoint
@@ -57,11 +74,12 @@ def _interrupted(cfg, config: str | None, overrides: list[str]) -> str:
     out = cfg.resolved_output_dir()
     ckpt = latest_checkpoint(out) if out.is_dir() else None
     command = shlex.join(["polyepo", "train", *(["--config", config] if config else []), *overrides])
+    when = f" {when}" if when else ""
     if ckpt is None:
-        return (f"interrupted before the first checkpoint of {out}; start afresh with: {command} --overwrite "
+        return (f" before the first checkpoint of {out}; start afresh{when} with: {command} --overwrite "
                 "(trainer.save_steps sets how often checkpoints are written)")
     fresh = "" if (ckpt / "optimizer.pt").is_file() else " (it holds weights only: the optimizer starts afresh)"
-    return f"interrupted; the newest checkpoint is {ckpt}. Continue from it with: {command} --resume{fresh}"
+    return f"; the newest checkpoint is {ckpt}. Continue from it{when} with: {command} --resume{fresh}"
 
 
 def _print_dry_run(info: dict) -> None:
@@ -115,13 +133,17 @@ def compare(
     if dry_run:
         _compare_dry_run(config, overrides or [], names, seed_list, evaluate)
         return
+    from ..judge.policy import JudgeUnavailableError
     from ..workflow.compare import run_compare
 
+    again = ("run the same command again: finished runs are skipped and interrupted ones resume from their "
+             "newest checkpoint")
     try:
         out = run_compare(config, overrides or [], names, seed_list, resume=resume, evaluate=evaluate)
     except KeyboardInterrupt:
-        raise fail("interrupted; run the same command again: finished runs are skipped and interrupted ones "
-                   "resume from their newest checkpoint", code=130) from None
+        raise fail(f"interrupted; {again}", code=130) from None
+    except JudgeUnavailableError as e:
+        raise fail(f"{e.summary} Stopped; once the judge answers again, {again}", code=JUDGE_UNAVAILABLE_EXIT) from None
     console.print(f"[green]done[/]: {out}")
 
 

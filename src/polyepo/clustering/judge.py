@@ -17,7 +17,8 @@ the gradient):
   fails on while it is up (invalid replies after the re-asks, a 4xx) gets ``on_group_failure``
   (default ``reward_only``);
 * ``reward_only``: the group is marked ``policy="reward_only"`` (ids all degenerate), and the
-  group step gives it the reward-only (``dr_grpo``) advantage;
+  group step (:func:`polyepo.groups.group_step`) gives it exactly ``dr_grpo``'s advantage
+  (``r - mean(r)``, whatever the estimator) and leaves it out of the diversity means;
 * ``zero_diversity``: every response of the group degenerate, so no set earns diversity;
 * ``fallback:NAME``: an offline backend clusters the group;
 * ``raise``: stop the run.
@@ -58,6 +59,19 @@ UNSAFE_FALLBACKS = {
              "exactly the groups the judge did not see",
 }
 _PLACEHOLDER = re.compile(r"\{\{(PROBLEM|RESPONSES|N|KEYS|DEGENERATE)\}\}")
+
+
+def wait_limit_s(name: str | None, options: dict[str, Any] | None) -> float | None:
+    """The longest a clusterer built as ``make_clusterer(name, **options)`` may pause a training
+    step: the judge's ``max_wait_s`` under ``on_failure=wait`` (its default), else None (it never
+    waits). Read from the config alone, before anything is built; a bad ``on_failure`` raises."""
+    if name != "judge":
+        return None
+    opts = dict(options or {})
+    policy = FailurePolicy.parse(opts.get("on_failure", "wait"), neutral_name=NEUTRAL)
+    if policy.action != "wait":
+        return None
+    return float(opts.get("max_wait_s", JudgeConfig.max_wait_s))
 
 
 def load_template(prompt: str) -> str:
@@ -129,7 +143,10 @@ class JudgeClusterer(BaseClusterer):
     Args:
         prompt: ``code``, ``math`` or the path of a template file with ``{{PROBLEM}}``,
             ``{{RESPONSES}}``, ``{{N}}`` (and optionally ``{{KEYS}}``, ``{{DEGENERATE}}``).
-        on_failure: ``wait`` (default) | ``reward_only`` | ``zero_diversity`` |
+        on_failure: ``wait`` (default: pause through an outage, up to ``max_wait_s``) |
+            ``reward_only`` (the group step gives a failed group ``dr_grpo``'s advantage,
+            rewards centred, and leaves it out of the diversity means) | ``zero_diversity``
+            (every response degenerate: no gradient from the group under Poly-EPO) |
             ``fallback:NAME`` (e.g. ``fallback:python_ast``) | ``raise``.
         on_group_failure: with ``on_failure=wait``, what a group gets when the judge fails on
             it while answering others (invalid replies after the re-asks, a 4xx such as a
@@ -188,6 +205,11 @@ class JudgeClusterer(BaseClusterer):
                                  "force_fallback=true to accept it anyway (e.g. for greedy, repeatable responses)")
             log.warning("fallback:%s forced: %s", policy.fallback, UNSAFE_FALLBACKS[policy.fallback])
         return make_clusterer(policy.fallback, degenerate=self.degenerate, **(options or {}))
+
+    @property
+    def wait_limit_s(self) -> float | None:
+        """``max_wait_s`` under ``on_failure=wait`` (how long a judge outage may pause a call), else None."""
+        return self.client.config.max_wait_s if self.policy.action == "wait" else None
 
     def cluster(self, prompt: str, responses: Sequence[str], **context: Any) -> ClusterResult:
         return self.cluster_many([Group(prompt, list(responses), context)])[0]

@@ -8,7 +8,8 @@ names are :data:`STEP_METRICS`. TRL (``polyepo.train.trl``), verl (``polyepo.tra
 evaluation and the dry run call it; they only translate their own data to and from it.
 
 - :mod:`.step`: :func:`group_step`, :func:`group_rows`, :func:`as_rewards`;
-- :mod:`.clusters`: :func:`cluster_groups`, the one clustering call path;
+- :mod:`.clusters`: :func:`cluster_groups`, the one clustering call path (:class:`PendingClusters`:
+  the same on a background thread, beside the rewards);
 - :mod:`.metrics`: :data:`STEP_METRICS` and :func:`step_metrics`;
 - :mod:`.options`: :class:`GroupOptions`, the step's settings (defined once, inherited by the
   engines' configs).
@@ -18,7 +19,7 @@ Pure Python + NumPy: nothing heavy is imported.
 
 from __future__ import annotations
 
-from .clusters import cluster_groups, results_from_ids
+from .clusters import PendingClusters, cluster_groups, results_from_ids
 from .metrics import STEP_METRICS, step_metrics
 from .options import UNSCORABLE, GroupOptions, group_option_names
 from .step import StepResult, UnscorableRowsError, as_rewards, group_rows, group_step
@@ -27,6 +28,7 @@ __all__ = [
     "STEP_METRICS",
     "UNSCORABLE",
     "GroupOptions",
+    "PendingClusters",
     "StepResult",
     "UnscorableRowsError",
     "as_rewards",

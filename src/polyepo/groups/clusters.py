@@ -3,11 +3,14 @@
 :func:`cluster_groups` sends every group's N responses to the clusterer together (a judge
 sees the whole group) and checks what comes back; :func:`results_from_ids` wraps ready-made
 per-row ids (a reward function's, or a test's) in the same :class:`ClusterResult` form, so the
-group step sees one input type whichever way the ids were made.
+group step sees one input type whichever way the ids were made. :class:`PendingClusters` runs
+:func:`cluster_groups` on a background thread, so that a trainer clusters a step's groups while
+it computes their rewards (both mostly wait on other machines: the judge, the sandbox).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -79,3 +82,54 @@ def results_from_ids(ids: Sequence[int] | np.ndarray, groups: Sequence[np.ndarra
         if not np.all(np.isfinite(as_float)) or np.any(as_float != np.round(as_float)):
             raise ValueError(f"cluster ids must be integers, got {arr.tolist()[:8]}")
     return [ClusterResult(ids=[int(i) for i in arr[g]], backend=backend) for g in groups]
+
+
+class PendingClusters:
+    """:func:`cluster_groups` of one step, started now and collected with :meth:`result`.
+
+    ``background=True`` runs it on a daemon thread from construction on (a daemon, so a run
+    that stops on another error does not wait at exit for a judge outage); ``False`` runs it
+    inside :meth:`result`, i.e. after whatever the caller does in between (the sequential
+    order). Either way :meth:`result` returns ``(results, seconds clustering)`` or raises what
+    the clusterer raised, in the calling thread.
+    """
+
+    def __init__(self, clusterer: Any, groups: Sequence[Group | tuple], *, labels: Sequence[Any] | None = None,
+                 workers: int = 1, background: bool = True) -> None:
+        self._call = (clusterer, list(groups), labels, workers)
+        self.started: float | None = None
+        """``time.perf_counter()`` when the clustering began (None before)."""
+        self.finished: float | None = None
+        """... and when it ended (None before)."""
+        self._outcome: tuple[list[ClusterResult], float] | None = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(target=self._run, name="polyepo-clustering", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        clusterer, groups, labels, workers = self._call
+        self.started = time.perf_counter()
+        try:
+            self._outcome = cluster_groups(clusterer, groups, labels=labels, workers=workers)
+        except BaseException as e:  # handed to the caller by result()
+            self._error = e
+        finally:
+            self.finished = time.perf_counter()
+
+    def done(self) -> bool:
+        """True once the clustering has finished (or failed); False while it runs or before it starts."""
+        return self._outcome is not None or self._error is not None
+
+    def result(self) -> tuple[list[ClusterResult], float]:
+        """Wait for the clustering (run it now if it was not started) and return its results."""
+        if self._thread is None:
+            if not self.done():
+                self._run()
+        else:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._outcome is not None
+        return self._outcome

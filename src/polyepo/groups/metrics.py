@@ -50,7 +50,8 @@ STEP_METRICS: dict[str, str] = {
     P + "frac_groups_all_distinct": "share of groups in which every rollout has its own strategy",
     P + "frac_groups_one_cluster": "share of groups with at most one strategy (no diversity signal)",
     P + "time_reward_s": "seconds in the reward functions this step (TRL; on verl they run in its reward loop)",
-    P + "time_cluster_s": "seconds clustering this step's groups",
+    P + "time_cluster_s": "seconds clustering this step's groups (beside the rewards unless overlap_clustering is off)",
+    P + "time_cluster_wait_s": "seconds the step waited for its clustering once the rewards were in: the part of it the rewards did not hide",
     P + "time_advantage_s": "seconds in the group step (advantages and these metrics)",
 }
 

@@ -19,7 +19,8 @@ UNSCORABLE = ("drop", "zero", "raise")
 
 @dataclass
 class GroupOptions:
-    """How the group step treats unscorable rollouts, lone rollouts and failed clustering."""
+    """How the group step treats unscorable rollouts, lone rollouts and failed clustering, and when
+    the engines cluster (``overlap_clustering``)."""
 
     unscorable: str = help_field(
         "drop",
@@ -38,6 +39,13 @@ class GroupOptions:
     )
     correct_threshold: float = help_field(
         1.0, "A rollout counts as correct in the diversity metrics when its reward is at least this.",
+    )
+    overlap_clustering: bool = help_field(
+        True,
+        "Cluster a step's groups while their rewards are computed (both mostly wait on other machines: "
+        "the judge, the sandbox). TRL: on a background thread of the main process, from before the reward "
+        "functions run to after; verl: each group as soon as its rollouts are scored, while others are still "
+        "generated. false: clustering starts after the rewards (one after the other).",
     )
 
     def check_group_options(self) -> None:
@@ -58,6 +66,8 @@ class GroupOptions:
             ok = False
         if not ok:
             raise ValueError(f"correct_threshold must be a finite number, got {self.correct_threshold!r}")
+        if not isinstance(self.overlap_clustering, bool):
+            raise ValueError(f"overlap_clustering must be true or false, got {self.overlap_clustering!r}")
 
     def group_options(self) -> GroupOptions:
         """Just the group-step settings (from a subclass such as ``PolyEPOConfig``)."""

@@ -365,12 +365,13 @@ class JudgeClient:
         where = cfg.resolved_base_url() or "the OpenAI API"
         cached = (f"Replies received so far are cached in {self.cache.path}, so a rerun asks nothing twice. "
                   if self.cache is not None else "")
+        summary = (f"the judge at {where} has not answered for {outage_s:.0f} s (max_wait_s={cfg.max_wait_s:g}); "
+                   f"last error: {last_error}. Stopped rather than go on without it.")
         return JudgeUnavailableError(
-            f"the judge at {where} has not answered for {outage_s:.0f} s (max_wait_s={cfg.max_wait_s:g}); last "
-            f"error: {last_error}. Stopped rather than go on without it. {cached}Once the judge answers again, "
-            "rerun; a training run resumes from its last checkpoint with `polyepo train --config CONFIG --resume` "
-            "(a TRL trainer: `trainer.train(resume_from_checkpoint=True)`). Raise max_wait_s to wait longer.",
-            waited_s=outage_s, last_error=last_error)
+            f"{summary} {cached}Once the judge answers again, rerun; a training run resumes from its last "
+            "checkpoint with `polyepo train --config CONFIG --resume` (a TRL trainer: "
+            "`trainer.train(resume_from_checkpoint=True)`). Raise max_wait_s to wait longer.",
+            waited_s=outage_s, last_error=last_error, summary=f"{summary} {cached}".strip())
 
 
 def _reason(error: Exception) -> str:

@@ -82,9 +82,9 @@ class JudgeConfig:
     max_wait_s: float = 1500.0
     """With the ``wait`` failure policy: the longest a judge outage may pause the callers,
     counted from its first failure, before they stop with ``JudgeUnavailableError`` (which
-    says how to resume). Without ``wait`` it is not used. The default stays below the 1800 s a
-    multi-process TRL run lets its other processes wait in a collective (``ddp_timeout``);
-    raise both together."""
+    says how to resume). Without ``wait`` it is not used. A multi-process TRL run lets its other
+    processes wait in a collective (``ddp_timeout``) at least this + 300 s: polyepo raises an
+    unset ``ddp_timeout`` to that and refuses a shorter one."""
     status_interval_s: float = 30.0
     """While callers wait for the judge (``wait`` policy), a status line (logger
     ``polyepo.judge``, level WARNING, so it reaches stderr without any logging set up) says so

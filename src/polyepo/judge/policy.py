@@ -32,13 +32,28 @@ class JudgeFailedError(RuntimeError):
 class JudgeUnavailableError(JudgeFailedError):
     """The judge has not answered for longer than ``max_wait_s`` while callers waited for it.
 
-    ``waited_s`` is the length of the outage so far, ``last_error`` the last failure seen.
+    ``waited_s`` is the length of the outage so far, ``last_error`` the last failure seen,
+    ``summary`` the sentence saying so (the message adds how to go on); a trainer that stops on
+    it sets ``checkpoint``, the checkpoint a resumed run starts from (None: none was written).
     """
 
-    def __init__(self, message: str, *, waited_s: float = 0.0, last_error: str | None = None) -> None:
+    def __init__(self, message: str, *, waited_s: float = 0.0, last_error: str | None = None,
+                 summary: str | None = None, checkpoint: str | None = None) -> None:
         super().__init__(message)
         self.waited_s = waited_s
         self.last_error = last_error
+        self.summary = summary if summary is not None else message
+        self.checkpoint = checkpoint
+
+    def __reduce__(self):  # keyword-only fields survive pickling (a multi-process run sends it between ranks)
+        return (_rebuild_unavailable, (type(self), str(self), self.__dict__))
+
+
+def _rebuild_unavailable(cls: type, message: str, state: dict) -> JudgeUnavailableError:
+    error = cls.__new__(cls)
+    JudgeUnavailableError.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,14 @@ def prepare(cfg: RunConfig) -> Prepared:
     output_dir = cfg.resolved_output_dir()
     trainer_kwargs = {**trainer_defaults(output_dir), **cfg.trainer,
                       "clusterer": clusterer_name, "clusterer_options": cluster_opts}
+    if getattr(reward_fn, "wait_limit_s", None) is not None:  # the reward's judge waits too (on_failure=wait)
+        from ..train.trl.clusters import resolve_ddp_timeout, wait_limits
+
+        limits = wait_limits(clusterer_name, cluster_opts, [reward_fn])
+        try:
+            trainer_kwargs["ddp_timeout"] = resolve_ddp_timeout(trainer_kwargs.get("ddp_timeout"), limits)
+        except ValueError as e:
+            raise ConfigError(f"trainer: {e}") from None
     build_trainer_args(trainer_kwargs)  # validates every trainer value now
     return Prepared(cfg, task, rows, reward_name, reward_fn, clusterer_name, clusterer, output_dir, trainer_kwargs)
 

@@ -70,8 +70,8 @@ class RubricBook:
     """
 
     def __init__(self, store: RubricStore, client: JudgeClient, template: str, template_id: str, *,
-                 max_items: int, build_missing: bool) -> None:
-        self.store, self.client = store, client
+                 max_items: int, build_missing: bool, wait: bool = False) -> None:
+        self.store, self.client, self.wait = store, client, wait
         self.template, self.template_id = template, template_id
         self.max_items, self.build_missing = max_items, build_missing
         self._warned: set[str] = set()
@@ -92,7 +92,7 @@ class RubricBook:
             out.append(res)
         requests = [build_request(self.template, problems[k].problem, problems[k].reference or "", self.max_items,
                                   self.template_id) for k in to_build]
-        for k, outcome in zip(to_build, self.client.complete_many(requests)):
+        for k, outcome in zip(to_build, self.client.complete_many(requests, wait=self.wait)):
             out[k] = self._built(problems[k], outcome)
         return out
 

@@ -9,7 +9,9 @@ from typing import Any
 
 #: Where built rubrics are written and edited ones read, unless ``rubric_dir`` says otherwise.
 DEFAULT_RUBRIC_DIR = "~/.cache/polyepo/rubrics"
-ON_FAILURE = ("raise", "none", "verifiable_only")
+ON_FAILURE = ("raise", "none", "verifiable_only", "wait")
+#: what a completion gets under ``on_failure=wait`` when the judge fails on it while answering others
+ON_ITEM_FAILURE = ("raise", "none", "verifiable_only")
 ECHO_ACTIONS = ("flag", "penalize", "zero")
 EVIDENCE_CHECKS = ("downgrade", "off")
 
@@ -31,8 +33,15 @@ class RubricOptions:
     """Weight ``w_v`` of the verifiable reward: reward = (1 - w_v) judged + w_v verifiable."""
     on_failure: str = "raise"
     """A failed judge call (rubric build or scoring): ``raise`` (stop; replies already received
-    stay cached), ``none`` (the completion gets None: TRL leaves it out of its group), or
-    ``verifiable_only`` (the verifiable reward alone; None where it does not apply)."""
+    stay cached), ``none`` (the completion gets None: TRL leaves it out of its group),
+    ``verifiable_only`` (the verifiable reward alone; None where it does not apply), or ``wait``
+    (during a judge outage the reward waits until the judge answers again, for at most the
+    judge's ``max_wait_s``, then stops with ``JudgeUnavailableError``; a call the judge fails on
+    while it answers others gets ``on_item_failure``)."""
+    on_item_failure: str = "raise"
+    """With ``on_failure=wait``: what a completion gets when the judge fails on it while it
+    answers others (invalid replies after the re-asks, a 4xx): ``raise``, ``none`` or
+    ``verifiable_only``, as ``on_failure``."""
     echo_action: str = "penalize"
     """A response flagged by the echo check: ``flag`` (count it only), ``penalize`` (the judged
     score times 1 - ``echo_penalty``) or ``zero`` (judged score 0; the verifiable part stays)."""
@@ -77,7 +86,8 @@ class RubricOptions:
     """Optional column with a rubric file path or an inline rubric; wins over ``rubric_dir``."""
 
     def __post_init__(self) -> None:
-        choices = {"on_failure": ON_FAILURE, "echo_action": ECHO_ACTIONS, "evidence_check": EVIDENCE_CHECKS}
+        choices = {"on_failure": ON_FAILURE, "on_item_failure": ON_ITEM_FAILURE, "echo_action": ECHO_ACTIONS,
+                   "evidence_check": EVIDENCE_CHECKS}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
@@ -93,9 +103,16 @@ class RubricOptions:
             raise ValueError(f"echo_ngram must be >= 1, got {self.echo_ngram!r}")
         if self.max_items < 2:
             raise ValueError(f"max_items must be >= 2 (an outcome and a process item), got {self.max_items!r}")
-        if self.on_failure == "verifiable_only" and not self.verifiable:
-            raise ValueError("on_failure='verifiable_only' needs a verifiable reward: set verifiable=NAME "
-                             "(e.g. math_answer or code_tests), or choose on_failure='none' or 'raise'")
+        if self.item_policy == "verifiable_only" and not self.verifiable:
+            what = "on_item_failure" if self.on_failure == "wait" else "on_failure"
+            raise ValueError(f"{what}='verifiable_only' needs a verifiable reward: set verifiable=NAME "
+                             f"(e.g. math_answer or code_tests), or choose {what}='none' or 'raise'")
+
+    @property
+    def item_policy(self) -> str:
+        """What a completion gets when its judge call failed: ``on_failure``, or under ``wait``
+        (where an outage never fails a call) ``on_item_failure``."""
+        return self.on_item_failure if self.on_failure == "wait" else self.on_failure
 
     @classmethod
     def fields(cls) -> list[str]:

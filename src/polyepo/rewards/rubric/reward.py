@@ -7,8 +7,9 @@ for a verdict per rubric item, turn the verdicts into an outcome score O and a p
     judged = e * (w_o O + w_p P) / (w_o + w_p)        e = echo factor (1, 1 - echo_penalty, or 0)
     reward = (1 - w_v) judged + w_v V                  where V applies (not None), else judged
 
-A failed judge call is handled by ``on_failure`` (``raise`` | ``none`` | ``verifiable_only``),
-never turned into 0. The reference solution is read from a dataset column and shown only to
+A failed judge call is handled by ``on_failure`` (``raise`` | ``none`` | ``verifiable_only``, or
+``wait``: an outage pauses the reward until the judge is back, and the calls it fails on while
+up get ``on_item_failure``), never turned into 0. The reference solution is read from a dataset column and shown only to
 the judge; with ``leak_check`` a prompt that contains it stops the run.
 """
 
@@ -113,11 +114,19 @@ class RubricReward:
         build_template = load_template("build", opts.build_prompt)
         self.score_template = load_template("score", opts.score_prompt)
         self.score_template_id = hashlib.sha256(self.score_template.encode()).hexdigest()[:16]
+        self.waits = opts.on_failure == "wait"
         self.book = RubricBook(RubricStore(opts.resolved_rubric_dir()), self.build_client, build_template,
                                hashlib.sha256(build_template.encode()).hexdigest()[:16],
-                               max_items=opts.max_items, build_missing=opts.build_missing)
+                               max_items=opts.max_items, build_missing=opts.build_missing, wait=self.waits)
         self.last_stats: dict[str, Any] = {}
         self.last_results: list[RowResult] = []
+
+    @property
+    def wait_limit_s(self) -> float | None:
+        """Under ``on_failure=wait``: the longest a judge outage may pause one call (``max_wait_s``)."""
+        if not self.waits:
+            return None
+        return max(c.config.max_wait_s for c in (self.client, self.build_client))
 
     # -- the reward contract ------------------------------------------------------------------
 
@@ -137,10 +146,11 @@ class RubricReward:
         self.last_stats = self._stats(results, resolved, before, time.perf_counter() - start)
         self._report(columns, results)
         failed = [k for k, r in enumerate(results) if r.status == "failed"]
-        if failed and self.options.on_failure == "raise":
+        if failed and self.options.item_policy == "raise":
+            what = "on_item_failure" if self.waits else "on_failure"
             raise JudgeFailedError(
                 f"the rubric judge failed on {len(failed)} of {n} completion(s) (first: {results[failed[0]].error}). "
-                "on_failure='raise' stops here; set on_failure='none' (the completion gets None) or "
+                f"{what}='raise' stops here; set {what}='none' (the completion gets None) or "
                 "'verifiable_only' (with verifiable=NAME) to continue through judge failures.")
         return rewards
 
@@ -195,7 +205,7 @@ class RubricReward:
         requests = [score_request(self.score_template, resolved[problems[k].problem_id].rubric, problems[k].problem,
                                   problems[k].reference, texts[k], show_reference=o.show_reference,
                                   max_chars=o.max_response_chars, template_id=self.score_template_id) for k in asks]
-        for k, outcome in zip(asks, self.client.complete_many(requests)):
+        for k, outcome in zip(asks, self.client.complete_many(requests, wait=self.waits)):
             if outcome.ok:
                 rubric = resolved[problems[k].problem_id].rubric
                 results[k] = self._finish(rubric, texts[k], outcome.value, verifiable[k], cache_hit=outcome.cache_hit)
@@ -234,7 +244,7 @@ class RubricReward:
                 r.reward = r.verifiable
                 out.append(r.reward)
             else:
-                r.reward = r.verifiable if self.options.on_failure == "verifiable_only" else None
+                r.reward = r.verifiable if self.options.item_policy == "verifiable_only" else None
                 out.append(r.reward)
         return out
 
@@ -274,7 +284,7 @@ class RubricReward:
         given = [r.reward for r in results if r.reward is not None]
         s["reward_mean"] = sum(given) / len(given) if given else 0.0
         s["seconds"] = seconds
-        s["policy"] = self.options.on_failure
+        s["policy"] = self.options.on_failure if not self.waits else f"wait, then {self.options.on_item_failure}"
         return s
 
     def _report(self, columns: dict[str, Any], results: list[RowResult]) -> None:

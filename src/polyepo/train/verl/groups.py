@@ -17,7 +17,8 @@ the group step. Pure Python + NumPy: no verl import, testable anywhere.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,19 +111,38 @@ def ids_from_extras(rows: BatchRows, key: str) -> np.ndarray:
     return out
 
 
-def cluster_results(
-    rows: BatchRows, settings: VerlSettings, clusterer: Clusterer | None = None
-) -> tuple[dict[Any, ClusterResult] | None, float]:
-    """uid -> the :class:`ClusterResult` of that group's final outputs (batch order), and seconds.
-
-    From ``settings.clusterer`` (each group clustered once, on all its responses together) or
-    from reward extras (``settings.cluster_extra_key``); None when there is no cluster source.
-    """
+def final_groups(rows: BatchRows) -> tuple[list[Any], list[np.ndarray]]:
+    """``(uid of each group, row indices of its final outputs)``, groups in order of first
+    appearance, rows in batch order: what is clustered (the final output of each agent session)."""
     _, final = session_finals(rows.keys, len(rows.uids))
     idx = np.flatnonzero(final)
-    uids = [rows.uids[i] for i in idx]
-    groups = [idx[g] for g in group_rows(uids)]
-    labels = [rows.uids[int(g[0])] for g in groups]
+    groups = [idx[g] for g in group_rows([rows.uids[i] for i in idx])]
+    return [rows.uids[int(g[0])] for g in groups], groups
+
+
+def group_inputs(rows: BatchRows, groups: Sequence[np.ndarray]) -> list[Group]:
+    """What the clusterer sees of each group: its prompt, its responses, and its context (the
+    rewards and every reward extra, one value per response)."""
+    return [Group(rows.prompts[int(g[0])], [rows.responses[i] for i in g], _group_context(rows, g)) for g in groups]
+
+
+#: ``(uid, TransferQueue keys of the group's rows, in batch order) -> ClusterResult or None``:
+#: results computed before the advantage step (:mod:`.early`), in that row order
+Ready = Callable[[Any, list[str]], "ClusterResult | None"]
+
+
+def cluster_results(
+    rows: BatchRows, settings: VerlSettings, clusterer: Clusterer | None = None, ready: Ready | None = None,
+) -> tuple[dict[Any, ClusterResult] | None, float]:
+    """uid -> the :class:`ClusterResult` of that group's final outputs (batch order), and the
+    seconds this call took.
+
+    From ``settings.clusterer`` (each group clustered once, on all its responses together;
+    a group that ``ready`` already has is taken from it) or from reward extras
+    (``settings.cluster_extra_key``); None when there is no cluster source.
+    """
+    start = time.perf_counter()
+    labels, groups = final_groups(rows)
     if settings.cluster_source == "none":
         return None, 0.0
     if settings.cluster_source == "reward_extra":
@@ -130,10 +150,18 @@ def cluster_results(
         return dict(zip(labels, results_from_ids(ids, groups, backend="reward_extra"))), 0.0
     if clusterer is None:
         raise ValueError(f"algorithm.polyepo.clusterer={settings.clusterer!r} but no clusterer was built")
-    prompts = [Group(rows.prompts[int(g[0])], [rows.responses[i] for i in g], _group_context(rows, g))
-               for g in groups]
-    results, seconds = cluster_groups(clusterer, prompts, labels=labels, workers=settings.cluster_workers)
-    return dict(zip(labels, results)), seconds
+    found: dict[Any, ClusterResult] = {}
+    if ready is not None and rows.keys is not None:
+        for label, g in zip(labels, groups):
+            result = ready(label, [rows.keys[i] for i in g])
+            if result is not None:
+                found[label] = result
+    todo = [k for k, label in enumerate(labels) if label not in found]
+    if todo:
+        late, _ = cluster_groups(clusterer, group_inputs(rows, [groups[k] for k in todo]),
+                                 labels=[labels[k] for k in todo], workers=settings.cluster_workers)
+        found.update(zip([labels[k] for k in todo], late))
+    return {label: found[label] for label in labels}, time.perf_counter() - start
 
 
 def row_columns(rows: BatchRows, none_reward: float | None = None) -> dict[str, np.ndarray]:

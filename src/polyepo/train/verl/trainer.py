@@ -10,6 +10,12 @@ unscorable flags and the agent-loop sessions visible to polyepo's estimators whi
 estimator runs the group step and hands its metrics back, which are logged with verl's.
 verl's KL-in-reward, rollout correction and write-back stay verl's.
 
+With ``overlap_clustering`` (the default) the clustering starts earlier: each group is
+clustered as soon as verl has scored all of its rollouts, while the others are still
+generated and scored (:mod:`polyepo.train.verl.early`, hooked onto the polling of verl's own
+replay buffer); the advantage step then takes the results. A judge that stays down past
+``max_wait_s`` (``on_failure=wait``) stops the run with a message saying how verl resumes.
+
 At start-up (``__init__``) it checks what would otherwise fail at the first step, or
 silently later: the ``algorithm.polyepo`` settings and estimator options, ``set_size`` against
 ``rollout.n``, the reward function (built once: unknown options and missing packages fail
@@ -19,12 +25,18 @@ Relies on (verl 0.9.1, checked by tests/test_verl.py): ``verl.trainer.ppo.v1.PPO
 and ``register_trainer``; ``PPOTrainer._compute_advantage(batch: KVBatchMeta, metrics)``
 reading rows with ``tq.kv_batch_get(keys=batch.keys, ...)``; the TransferQueue fields
 ``uid``, ``raw_prompt``, ``responses``, ``rm_scores``, ``extra_fields["reward_extra_info"]``,
-the ``is_padding`` tag of verl's synthetic rows and the key format ``{uid}_{session}_{index}``.
+the ``is_padding`` tag of verl's synthetic rows and the key format ``{uid}_{session}_{index}``;
+for the early clustering, the sync ``ReplayBuffer`` (``self.replay_buffer``) refreshing
+``finished_keys`` and ``partitions`` in ``_sync_metadata_from_transfer_queue`` at each poll,
+and ``reward_loop_manager.reward_loop_worker_handles`` (not None: rewards are scored during
+sampling).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -32,13 +44,18 @@ import torch
 import transfer_queue as tq
 from omegaconf import open_dict
 from verl.trainer.ppo.v1 import PPOTrainerSync, register_trainer
+from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 
 from ...clustering import Clusterer, make_clusterer
 from ...clustering.base import prompt_text
+from ...judge.policy import JudgeUnavailableError
+from .early import EarlyClusters
 from .estimators import estimator_columns
 from .groups import BatchRows, cluster_results, row_columns, scatter_columns
 from .settings import VerlSettings
 from .startup import check_startup
+
+log = logging.getLogger("polyepo.train.verl")
 
 TRAINER_MODE = "polyepo_sync"
 #: TransferQueue fields the grouping step reads.
@@ -94,7 +111,9 @@ class PolyEPOTrainerSync(PPOTrainerSync):
             config.trainer.v1.trainer_mode = "sync"
         super().__init__(config)
         self._polyepo_clusterer: tuple[str, Clusterer] | None = None
-        self._clusterer(settings)  # the clusterer too (its options, its packages)
+        clusterer = self._clusterer(settings)  # the clusterer too (its options, its packages)
+        self._polyepo_early = install_early_clustering(self, settings, clusterer)
+
     def _clusterer(self, settings: VerlSettings) -> Clusterer | None:
         if settings.clusterer is None:
             return None
@@ -108,14 +127,74 @@ class PolyEPOTrainerSync(PPOTrainerSync):
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=ROW_FIELDS)
         keep = np.array([not tag.get("is_padding", False) for tag in batch.tags], dtype=bool)
         rows = rows_from_fields(data, self.tokenizer, keep, list(batch.keys))
-        results, seconds = cluster_results(rows, settings, self._clusterer(settings))
+        early: EarlyClusters | None = getattr(self, "_polyepo_early", None)
+        spans = early.spans if early is not None else []
+        spans.clear()  # (start, end) of each early result this step takes
+        start = time.perf_counter()
+        try:
+            results, waited = cluster_results(rows, settings, self._clusterer(settings),
+                                              ready=early.take if early is not None else None)
+        except JudgeUnavailableError as e:
+            raise verl_stop(self.config, e) from e
         none_reward = _none_reward(self.config)
         columns = scatter_columns(row_columns(rows, none_reward), np.flatnonzero(keep), len(keep))
         with estimator_columns(_as_list(data["uid"]), columns, results) as step:
             out = super()._compute_advantage(batch, metrics)
         metrics.update(step.metrics)  # the group step's vocabulary (docs/training.md)
-        metrics["polyepo/time_cluster_s"] = seconds
+        late = results is not None and len(results) > len(spans)
+        metrics["polyepo/time_cluster_s"] = cluster_span(spans, (start, start + waited) if late else None)
+        metrics["polyepo/time_cluster_wait_s"] = waited
         return out
+
+
+def cluster_span(early: list[tuple[float, float]], late: tuple[float, float] | None) -> float:
+    """Seconds from the start of a step's first clustering to the end of its last: the early
+    ones (``(start, end)`` each) and the one in the advantage step (``late``, if any)."""
+    spans = [*early, *([late] if late is not None else [])]
+    return max(end for _, end in spans) - min(start for start, _ in spans) if spans else 0.0
+
+
+def install_early_clustering(trainer: Any, settings: VerlSettings, clusterer: Clusterer | None) -> EarlyClusters | None:
+    """Cluster each group as soon as it is scored (:mod:`.early`): after every poll of verl's
+    sync replay buffer, the newly finished groups start clustering. None (clustering waits for
+    the advantage step) without ``overlap_clustering`` or a clusterer, with ``filter_groups``
+    (its evicted groups would be judged for nothing) or a custom sampler."""
+    buffer = getattr(trainer, "replay_buffer", None)
+    if not settings.overlap_clustering or clusterer is None:
+        return None
+    if type(buffer) is not ReplayBuffer or getattr(buffer, "filter_groups_metric", None) is not None:
+        log.info("polyepo: groups are clustered in the advantage step (a custom sampler or filter_groups is set)")
+        return None
+
+    def read(keys: list[str]) -> BatchRows:
+        data = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=ROW_FIELDS)
+        return rows_from_fields(data, trainer.tokenizer, np.ones(len(keys), dtype=bool), keys)
+
+    early = EarlyClusters(clusterer, settings.cluster_workers, read)
+    poll = buffer._sync_metadata_from_transfer_queue
+
+    def synced() -> None:
+        poll()
+        manager = getattr(trainer, "reward_loop_manager", None)
+        if getattr(manager, "reward_loop_worker_handles", None) is not None:  # rewards scored during sampling
+            finished = getattr(buffer, "finished_keys", {}).get("train", ())
+            early.notice(finished, getattr(buffer, "partitions", {}).get("train", {}))
+
+    buffer._sync_metadata_from_transfer_queue = synced
+    return early
+
+
+def verl_stop(config: Any, error: JudgeUnavailableError) -> JudgeUnavailableError:
+    """The error that stops a verl run whose judge stayed down: what happened and how verl resumes."""
+    t = config.trainer
+    saved = (f"verl writes a checkpoint every trainer.save_freq={t.save_freq} steps to "
+             f"trainer.default_local_dir={t.default_local_dir}" if int(t.save_freq) > 0
+             else "trainer.save_freq=-1: verl wrote no checkpoint, so a rerun starts afresh")
+    return JudgeUnavailableError(
+        f"{error.summary} {saved}. Once the judge answers again, rerun the same command: with "
+        f"trainer.resume_mode=auto (now {t.resume_mode}) verl continues from its newest checkpoint. Raise "
+        "algorithm.polyepo.clusterer_options.max_wait_s to wait longer.",
+        waited_s=error.waited_s, last_error=error.last_error, summary=error.summary)
 
 
 def _none_reward(config: Any) -> float | None:

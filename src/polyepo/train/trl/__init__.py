@@ -2,12 +2,13 @@
 
 A TRL user switches by changing the two class names and setting ``estimator`` and
 ``clusterer``. TRL still samples, scores, clips and normalises the loss; only the advantage
-changes. After TRL has computed the rewards of the whole generation batch (gathered from every
+changes. While TRL computes the rewards of the whole generation batch (gathered from every
 process, groups of ``num_generations`` adjacent completions), the trainer clusters each complete
-group once (on the main process, broadcast to the others), computes the advantages of the
-global batch with the chosen estimator from :mod:`polyepo.advantages`, and hands each process
-its own rows. ``estimator="dr_grpo"`` and ``"poly_epo"`` therefore differ in the advantage
-only: same samples, same loss, same optimiser.
+group once (on the main process, on a background thread, broadcast to the others:
+:mod:`polyepo.train.trl.clusters`), then computes the advantages of the global batch with the
+chosen estimator from :mod:`polyepo.advantages`, and hands each process its own rows.
+``estimator="dr_grpo"`` and ``"poly_epo"`` therefore differ in the advantage only: same
+samples, same loss, same optimiser.
 
 The step itself (unscorable rollouts, failed clustering, advantages, step metrics) is
 :func:`polyepo.groups.group_step`, the code verl's adapter runs too; this module only gathers
@@ -35,11 +36,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from accelerate.utils import broadcast_object_list, gather_object
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
-from ..advantages import (
+from ...advantages import (
     NEEDS_CLUSTERS,
     SHARED_OPTIONS,
     check_options,
@@ -47,12 +47,12 @@ from ..advantages import (
     get_estimator,
     shared_option_default,
 )
-from ..clustering import ClusterResult, make_clusterer
-from ..clustering.base import Group, prompt_text
-from ..groups import GroupOptions, cluster_groups, group_step
-from ..groups.watch import DiversityWatch
-from ..rewards.extract import completion_text
-from ..settings import help_field
+from ...clustering import ClusterResult, make_clusterer
+from ...groups import GroupOptions, group_step
+from ...groups.watch import DiversityWatch
+from ...settings import help_field
+from .clusters import finish_clustering, resolve_ddp_timeout, start_clustering, wait_limits
+from .group_log import GroupLog, group_lines, log_path
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +121,8 @@ class PolyEPOConfig(GRPOConfig, GroupOptions):
     clusterer: str | None = help_field(None, "Strategy clusterer: a name in polyepo.clustering.CLUSTERERS. Needed by poly_epo and grpo_div; with other estimators it is run for the diversity logs only.")
     clusterer_options: dict[str, Any] = help_field(help="Options of the clusterer (judge endpoint, failure policy, ...).", default_factory=dict)
     log_jsonl: bool = help_field(True, "Also append every logged step to output_dir/log.jsonl.")
+    log_groups: bool = help_field(False, "Also append every group of every step (prompt, responses, rewards, cluster ids, failure policy, advantages) to output_dir/groups.jsonl.")
+    ddp_timeout: int | None = help_field(None, "Seconds a process waits in a collective (transformers' ddp_timeout). Unset: 1800, raised to the clusterer's judge's max_wait_s + 300 under on_failure=wait (the other processes wait for the main process's clustering; polyepo train also counts a reward's judge); a set value shorter than that is refused.")
 
     # Paper defaults for inherited settings.
     loss_type: str = help_field("dr_grpo", "TRL loss aggregation; dr_grpo divides by max_completion_length (Dr.GRPO, as the Poly-EPO paper).")
@@ -128,6 +130,7 @@ class PolyEPOConfig(GRPOConfig, GroupOptions):
     epsilon_high: float | None = help_field(0.28, "Upper clip bound (DAPO / Poly-EPO paper: 0.28).")
 
     def __post_init__(self) -> None:
+        self.ddp_timeout = resolve_ddp_timeout(self.ddp_timeout, wait_limits(self.clusterer, self.clusterer_options))
         super().__post_init__()
         for key, (honoured, instead) in UNSUPPORTED.items():
             if getattr(self, key) != honoured:
@@ -174,12 +177,6 @@ def check_report_to(report_to: Any) -> None:
                              f"installed: {', '.join(available) or 'none'}")
 
 
-def _context(row: dict[str, Any]) -> dict[str, Any]:
-    """Per-row columns that are safe to send between processes and to clusterers."""
-    skip = {"prompt", "completion", "completion_ids"}
-    return {k: v for k, v in row.items() if k not in skip and isinstance(v, (str, int, float, bool, list, dict, type(None)))}
-
-
 class PolyEPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` whose advantages come from a polyepo estimator over complete groups.
 
@@ -197,6 +194,8 @@ class PolyEPOTrainer(GRPOTrainer):
             raise TypeError("PolyEPOTrainer needs args=PolyEPOConfig(...)")
         if clusterer is None and self.args.clusterer:
             clusterer = make_clusterer(self.args.clusterer, **self.args.clusterer_options)
+        if self.accelerator.num_processes > 1:  # built judges (a clusterer, rewards): their waits against ddp_timeout
+            resolve_ddp_timeout(self.args.ddp_timeout, wait_limits(clusterer, None, self.reward_funcs))
         self.clusterer = clusterer
         self._estimator_kwargs = self.args.estimator_kwargs()
         self._group_options = self.args.group_options()
@@ -204,39 +203,29 @@ class PolyEPOTrainer(GRPOTrainer):
         self._jsonl = JsonlLogCallback(Path(self.args.output_dir) / "log.jsonl") if self.args.log_jsonl else None
         if self._jsonl is not None:
             self.add_callback(self._jsonl)
+        self.group_log = GroupLog(log_path(self.args.output_dir)) if self.args.log_groups else None
+        if self.group_log is not None:
+            self.add_callback(GroupLogCallback(self.group_log))
         name = self.args.clusterer or getattr(clusterer, "name", type(clusterer).__name__)
         self.diversity_watch = DiversityWatch(name, degenerate=self.args.degenerate) if clusterer is not None else None
 
     # -- rewards and clusters of the global batch -------------------------------------------
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        """TRL's rewards, with the global batch's clustering running beside them (started first,
+        collected after; :mod:`polyepo.train.trl.clusters`)."""
+        step = start_clustering(self, inputs, prompts, completions, gather_texts=self.group_log is not None)
         t0 = time.perf_counter()
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         t1 = time.perf_counter()
-        clusters, results = self._cluster_global_batch(inputs, prompts, completions)
-        t2 = time.perf_counter()
-        if clusters is not None:
+        results, cluster_s, wait_s = finish_clustering(self, step)
+        if results is not None:
             start = self.accelerator.process_index * len(prompts)
+            clusters = [int(i) for res in results for i in res.ids]
             self._pending_extra_logs["cluster"].extend(clusters[start:start + len(prompts)])
-        self._pending = {"rewards_per_func": rewards_per_func, "clusters": clusters, "results": results,
-                         "reward_s": t1 - t0, "cluster_s": t2 - t1}
+        self._pending = {"rewards_per_func": rewards_per_func, "results": results or [], "step": step,
+                         "reward_s": t1 - t0, "cluster_s": cluster_s, "cluster_wait_s": wait_s}
         return rewards_per_func
-
-    def _cluster_global_batch(self, inputs, prompts, completions) -> tuple[list[int] | None, list[ClusterResult]]:
-        """Each complete group of the global batch clustered once, on the main process, broadcast."""
-        if self.clusterer is None:
-            return None, []
-        all_prompts = gather_object([prompt_text(p) for p in prompts])
-        all_texts = gather_object([completion_text(c) for c in completions])
-        all_context = gather_object([_context(x) for x in inputs])
-        G = self.num_generations if self.model.training else self.num_generations_eval
-        payload: list[Any] = [None]
-        if self.accelerator.is_main_process:
-            groups = [Group(all_prompts[s], all_texts[s:s + G], all_context[s]) for s in range(0, len(all_texts), G)]
-            payload = [cluster_groups(self.clusterer, groups)[0]]
-        broadcast_object_list(payload, from_process=0)
-        results = payload[0]
-        return [int(i) for res in results for i in res.ids], results
 
     # -- advantages ---------------------------------------------------------------------------
 
@@ -247,12 +236,17 @@ class PolyEPOTrainer(GRPOTrainer):
         The weighted functions are summed (NaN-skipping); a row where every function returned
         None is unscorable (None). Returns :class:`polyepo.groups.StepResult`.
         """
-        weights = self.reward_weights.to(rewards_per_func.device).unsqueeze(0)
-        rewards = (rewards_per_func * weights).nansum(dim=1).double().cpu().numpy()
-        rewards[torch.isnan(rewards_per_func).all(dim=1).cpu().numpy()] = np.nan  # unscorable
+        rewards = self._summed_rewards(rewards_per_func)
         self.last_rewards = rewards
         return group_step(rewards, np.arange(rewards.size) // G, results, estimator=self.args.estimator,
                           estimator_options=self._estimator_kwargs, options=self._group_options)
+
+    def _summed_rewards(self, rewards_per_func: torch.Tensor) -> np.ndarray:
+        """``float64[B]``: the weighted sum of the functions (NaN-skipping), NaN where all returned None."""
+        weights = self.reward_weights.to(rewards_per_func.device).unsqueeze(0)
+        rewards = (rewards_per_func * weights).nansum(dim=1).double().cpu().numpy()
+        rewards[torch.isnan(rewards_per_func).all(dim=1).cpu().numpy()] = np.nan  # unscorable
+        return rewards
 
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
@@ -275,8 +269,9 @@ class PolyEPOTrainer(GRPOTrainer):
         for _ in range(min(len(adv), len(self._logs["advantages"]))):  # replace TRL's logged GRPO advantages
             self._logs["advantages"].pop()
         self._logs["advantages"].extend(adv.tolist())
+        self._log_groups(pending, rpf, adv, mode)
         metrics = {**step.metrics, "polyepo/time_reward_s": pending["reward_s"],
-                   "polyepo/time_cluster_s": pending["cluster_s"]}
+                   "polyepo/time_cluster_s": pending["cluster_s"], "polyepo/time_cluster_wait_s": pending["cluster_wait_s"]}
         for key, value in metrics.items():  # the group step's vocabulary (docs/training.md)
             self._metrics[mode][key].append(float(value))
         self.last_step_metrics = metrics
@@ -292,6 +287,27 @@ class PolyEPOTrainer(GRPOTrainer):
             logger.warning("warning: %s", message)
             if self._jsonl is not None:
                 self._jsonl.write({"step": self.state.global_step + 1, "warning": message})
+
+    def _log_groups(self, pending: dict[str, Any], rewards_per_func: torch.Tensor, advantages: np.ndarray,
+                    mode: str) -> None:
+        """Append the step's groups to groups.jsonl (``log_groups``; main process)."""
+        step = pending["step"]
+        if self.group_log is None or step is None or step.texts is None:
+            return
+        results = pending["results"] if self.clusterer is not None else None
+        self.group_log.write(group_lines(self.state.global_step, mode, step.prompts, step.texts,
+                                         self._summed_rewards(rewards_per_func), advantages, results, step.group_size))
+
+
+class GroupLogCallback(TrainerCallback):
+    """A resumed run repeats the steps after its checkpoint: drop their groups.jsonl lines first."""
+
+    def __init__(self, log: GroupLog) -> None:
+        self.log = log
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.log.drop_from(state.global_step)
 
 
 class JsonlLogCallback(TrainerCallback):
