@@ -36,7 +36,7 @@ runtime options ``history`` (an :class:`AnswerHistory`) and ``prompt_key``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -52,7 +52,7 @@ from .baselines import (
 from .batch import BatchHook, get_batch_hook, reinforce_pp_baseline_advantages, whiten_batch, with_batch_hook
 from .closed_form import pass_at_k_advantages, poly_epo_advantages
 from .diversity import darling_advantages, uniqueness_advantages
-from .outcome import AnswerHistory, outcome_explore_advantages
+from .outcome import HISTORY_FILE, AnswerHistory, outcome_explore_advantages
 from .pkpo import pkpo_advantages
 from .set_rl import (
     SET_OBJECTIVES,
@@ -136,6 +136,18 @@ def estimator_options(name: str) -> dict[str, object]:
 def runtime_options(name: str) -> frozenset[str]:
     """The :data:`RUNTIME_OPTIONS` that estimator ``name`` takes."""
     return RUNTIME_OPTIONS & frozenset(_parameters(name))
+
+
+def needs_history(name: str, options: Mapping[str, object] | None = None) -> bool:
+    """Whether estimator ``name`` with ``options`` keeps state across steps: an
+    :class:`AnswerHistory` that the trainer creates, passes as ``history``, saves in every
+    checkpoint and restores on resume (the historical ``outcome_explore``; docs/estimators.md).
+    An estimator that takes ``history`` decides by its ``uses_history(**options)`` attribute."""
+    if "history" not in runtime_options(name):
+        return False
+    decide = getattr(get_estimator(name), "uses_history", None)
+    return True if decide is None else bool(decide(**{k: v for k, v in (options or {}).items()
+                                                        if k not in RUNTIME_OPTIONS}))
 
 
 def batch_hook(name: str) -> BatchHook | None:
@@ -277,6 +289,7 @@ def _group_key(keys: np.ndarray, idx: np.ndarray, g: int) -> object:
 
 __all__ = [
     "ESTIMATORS",
+    "HISTORY_FILE",
     "NEEDS_CLUSTERS",
     "RUNTIME_OPTIONS",
     "SET_OBJECTIVES",
@@ -299,6 +312,7 @@ __all__ = [
     "grpo_advantages",
     "grpo_div_advantages",
     "marginal_from_sets",
+    "needs_history",
     "outcome_explore_advantages",
     "pass_at_k_advantages",
     "pkpo_advantages",

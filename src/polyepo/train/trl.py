@@ -25,6 +25,7 @@ they change.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -37,14 +38,18 @@ import numpy as np
 import torch
 from accelerate.utils import broadcast_object_list, gather_object
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from trl import GRPOConfig, GRPOTrainer
 
 from ..advantages import (
+    ESTIMATORS,
     NEEDS_CLUSTERS,
     SHARED_OPTIONS,
+    AnswerHistory,
     check_options,
     estimator_options,
     get_estimator,
+    needs_history,
     shared_option_default,
 )
 from ..clustering import ClusterResult, make_clusterer
@@ -68,6 +73,7 @@ def check_trl_compatibility() -> None:
     expected = {
         "_calculate_rewards": ["self", "inputs", "prompts", "completions", "completion_ids_list"],
         "_generate_and_score_completions": ["self", "inputs"],
+        "_save_checkpoint": ["self", "model", "trial"],
     }
     problems = []
     for name, params in expected.items():
@@ -111,7 +117,8 @@ class PolyEPOConfig(GRPOConfig, GroupOptions):
     Defaults follow the Poly-EPO paper: no KL (``beta=0``), clip 0.2/0.28, Dr.GRPO loss
     normalisation (divide by the max completion length), no std scaling of rewards."""
 
-    estimator: str = help_field("poly_epo", "Advantage estimator: a name in polyepo.advantages.ESTIMATORS (poly_epo, dr_grpo, grpo, rloo, grpo_div, pass_at_k, set_rl).")
+    estimator: str = help_field("poly_epo", "Advantage estimator: a name in polyepo.advantages.ESTIMATORS ("
+                                + ", ".join(ESTIMATORS.names()) + "); docs/estimators.md.")
     set_size: int = _shared("set_size")
     reduction: str = _shared("reduction")
     min_distinct: int = _shared("min_distinct")
@@ -173,6 +180,13 @@ def check_report_to(report_to: Any) -> None:
                              f"installed: {', '.join(available) or 'none'}")
 
 
+def prompt_key(row: dict[str, Any], prompt: Any) -> str:
+    """The key of a row's prompt that stays the same across steps: its ``problem_id``, else the
+    prompt text (what the historical ``outcome_explore`` counts answers per)."""
+    pid = row.get("problem_id")
+    return str(pid) if pid is not None else prompt_text(prompt)
+
+
 def _context(row: dict[str, Any]) -> dict[str, Any]:
     """Per-row columns that are safe to send between processes and to clusterers."""
     skip = {"prompt", "completion", "completion_ids"}
@@ -199,6 +213,9 @@ class PolyEPOTrainer(GRPOTrainer):
         self.clusterer = clusterer
         self._estimator_kwargs = self.args.estimator_kwargs()
         self._group_options = self.args.group_options()
+        #: per-prompt answer counts of the historical outcome_explore (None for every other
+        #: estimator): the same on every process, saved in each checkpoint, restored by train()
+        self.answer_history = AnswerHistory() if needs_history(self.args.estimator, self._estimator_kwargs) else None
         self._pending: dict[str, Any] | None = None
         if self.args.log_jsonl:
             self.add_callback(JsonlLogCallback(Path(self.args.output_dir) / "log.jsonl"))
@@ -214,8 +231,11 @@ class PolyEPOTrainer(GRPOTrainer):
         if clusters is not None:
             start = self.accelerator.process_index * len(prompts)
             self._pending_extra_logs["cluster"].extend(clusters[start:start + len(prompts)])
+        keys = None
+        if self.answer_history is not None:  # every process gets the global batch's keys, in order
+            keys = gather_object([prompt_key(x, p) for x, p in zip(inputs, prompts)])
         self._pending = {"rewards_per_func": rewards_per_func, "clusters": clusters, "results": results,
-                         "reward_s": t1 - t0, "cluster_s": t2 - t1}
+                         "prompt_keys": keys, "reward_s": t1 - t0, "cluster_s": t2 - t1}
         return rewards_per_func
 
     def _cluster_global_batch(self, inputs, prompts, completions) -> tuple[list[int] | None, list[ClusterResult]]:
@@ -236,9 +256,11 @@ class PolyEPOTrainer(GRPOTrainer):
 
     # -- advantages ---------------------------------------------------------------------------
 
-    def group_step(self, rewards_per_func: torch.Tensor, results: list[ClusterResult] | None, G: int):
+    def group_step(self, rewards_per_func: torch.Tensor, results: list[ClusterResult] | None, G: int,
+                   prompt_keys: list[str] | None = None):
         """The group step of a gathered batch: ``rewards_per_func[B, n_funcs]`` (NaN where a
-        function returned None) in adjacent groups of ``G``, one ClusterResult per group (or None).
+        function returned None) in adjacent groups of ``G``, one ClusterResult per group (or None),
+        ``prompt_keys[B]`` (:func:`prompt_key`) for the historical ``outcome_explore``.
 
         The weighted functions are summed (NaN-skipping); a row where every function returned
         None is unscorable (None). Returns :class:`polyepo.groups.StepResult`.
@@ -246,8 +268,11 @@ class PolyEPOTrainer(GRPOTrainer):
         weights = self.reward_weights.to(rewards_per_func.device).unsqueeze(0)
         rewards = (rewards_per_func * weights).nansum(dim=1).double().cpu().numpy()
         rewards[torch.isnan(rewards_per_func).all(dim=1).cpu().numpy()] = np.nan  # unscorable
+        options = self._estimator_kwargs
+        if self.answer_history is not None:
+            options = {**options, "history": self.answer_history}
         return group_step(rewards, np.arange(rewards.size) // G, results, estimator=self.args.estimator,
-                          estimator_options=self._estimator_kwargs, options=self._group_options)
+                          estimator_options=options, options=self._group_options, prompt_keys=prompt_keys)
 
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
@@ -262,7 +287,11 @@ class PolyEPOTrainer(GRPOTrainer):
         if rpf.shape[0] != local * self.accelerator.num_processes or rpf.shape[0] % G:
             raise RuntimeError(f"PolyEPOTrainer expected {local} x {self.accelerator.num_processes} gathered rewards "
                                f"in groups of {G}, got {tuple(rpf.shape)} (unsupported TRL version?)")
-        step = self.group_step(rpf, pending["results"] if self.clusterer is not None else None, G)
+        paused = self.answer_history.paused() if self.answer_history is not None and mode == "eval" \
+            else contextlib.nullcontext()
+        with paused:  # evaluation batches leave the answer counts as they are
+            step = self.group_step(rpf, pending["results"] if self.clusterer is not None else None, G,
+                                   pending["prompt_keys"])
         adv = step.advantages
         start = self.accelerator.process_index * local
         output["advantages"] = torch.as_tensor(adv[start:start + local], dtype=output["advantages"].dtype,
@@ -276,6 +305,27 @@ class PolyEPOTrainer(GRPOTrainer):
             self._metrics[mode][key].append(float(value))
         self.last_step_metrics = metrics
         return output
+
+    # -- the historical state in checkpoints ----------------------------------------------------
+
+    def _save_checkpoint(self, model, trial):
+        """The answer history goes into the checkpoint first (main process), so a checkpoint that
+        transformers completes always holds it."""
+        if self.answer_history is not None and self.args.should_save:
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            self.answer_history.save_to_checkpoint(folder)
+        super()._save_checkpoint(model, trial)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):
+        """``Trainer.train``; on resume, every process first restores the answer history from the
+        checkpoint (a checkpoint without one is an error, not a fresh start)."""
+        if self.answer_history is not None and resume_from_checkpoint:
+            path = resume_from_checkpoint
+            if isinstance(path, bool):
+                path = get_last_checkpoint(self.args.output_dir)  # None: transformers raises below
+            if path is not None:
+                self.answer_history = AnswerHistory.from_checkpoint(path)
+        return super().train(resume_from_checkpoint, *args, **kwargs)
 
 
 class JsonlLogCallback(TrainerCallback):
