@@ -84,8 +84,17 @@ def test_names_and_verl_builtins_untouched():
         ("grpo_div", {}),
         ("dr_grpo", {}),
         ("pass_at_k", {"set_size": 2}),
+        ("pass_at_k", {"scale": "std", "reduction": "mean"}),
         ("grpo", {}),
         ("rloo", {}),
+        ("set_rl", {"set_size": 3, "objective": "max_reward"}),
+        ("pkpo", {}),
+        ("pkpo", {"variant": "loo"}),
+        ("darling", {}),
+        ("darling", {"correct_only": True}),
+        ("uniqueness", {}),
+        ("outcome_explore", {}),
+        ("reinforce_pp_baseline", {}),
     ],
 )
 def test_verl_compute_advantage_equals_pure_function(name, options):
@@ -108,6 +117,11 @@ def test_verl_compute_advantage_equals_pure_function(name, options):
     np.testing.assert_allclose(data.batch["advantages"].numpy(), expected(pure, lengths), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(data.batch["returns"].numpy(), expected(pure, lengths), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(data_v1.batch["advantages"].numpy(), expected(pure, lengths), rtol=1e-6, atol=1e-6)
+
+
+def test_every_estimator_is_covered():
+    tested = {name for name, _ in test_verl_compute_advantage_equals_pure_function.pytestmark[0].args[1]}
+    assert tested == set(ESTIMATORS.names())  # the historical outcome_explore: tests/test_verl_history.py
 
 
 def test_known_answer_and_padding_rows():
@@ -169,8 +183,9 @@ def test_trainer_registered_and_overrides_one_step():
     cls = get_trainer_cls("polyepo_sync")
     assert issubclass(cls, PPOTrainerSync) and cls.__module__ == "polyepo.train.verl.trainer"
     overridden = {k for k, v in vars(cls).items() if callable(v) and not k.startswith("__")}
-    assert overridden == {"_compute_advantage", "_clusterer"}
-    assert "_compute_advantage" in vars(verl.trainer.ppo.v1.trainer_base.PPOTrainer)
+    assert overridden == {"_compute_advantage", "_clusterer", "_save_checkpoint", "_load_checkpoint"}
+    for name in ("_compute_advantage", "_save_checkpoint", "_load_checkpoint"):
+        assert name in vars(verl.trainer.ppo.v1.trainer_base.PPOTrainer)
 
 
 def compose_config(*overrides: str):
