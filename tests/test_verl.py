@@ -331,13 +331,15 @@ def test_rows_from_transfer_queue_fields():
 )
 def test_polyepo_sync_advantage_step_on_a_real_transfer_queue():
     """verl's real ``_compute_advantage`` (TransferQueue reads and writes, KL/rollout-correction
-    branches) with polyepo's step in front, on rows laid out as verl's agent loop writes them."""
+    branches) with polyepo's step in front, on rows laid out as verl's agent loop writes them;
+    then the historical outcome_explore, keyed by the rows' ``extra_info`` problem ids."""
     import ray
     import transfer_queue as tq
     from transfer_queue import KVBatchMeta
     from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
-    from polyepo.train.verl.trainer import PolyEPOTrainerSync
+    from polyepo.advantages import AnswerHistory
+    from polyepo.train.verl.trainer import PolyEPOTrainerSync, answer_history_for
 
     tok = tiny_tokenizer()
     order = [(u, i) for i in range(8) for u in ("p0", "p1")] + [("pad", 0), ("pad", 1)]
@@ -353,7 +355,7 @@ def test_polyepo_sync_advantage_step_on_a_real_transfer_queue():
         fields.append({
             "uid": uid, "raw_prompt": [{"role": "user", "content": "6 * 7 = ?"}], "responses": ids,
             "response_mask": mask, "rm_scores": score, "rollout_log_probs": zeros, "old_log_probs": zeros,
-            "ref_log_prob": zeros, "values": zeros,
+            "ref_log_prob": zeros, "values": zeros, "extra_info": {"index": 0, "problem_id": f"problem-{uid}"},
             "extra_fields": {"reward_extra_info": {"score": r, "reward_none": 0}},
         })
         keys.append(f"{uid}_{i}_0")
@@ -365,13 +367,20 @@ def test_polyepo_sync_advantage_step_on_a_real_transfer_queue():
         try:
             tq.init()
             tq.kv_batch_put(keys=keys, partition_id="train", fields=list_of_dict_to_tensordict(fields), tags=tags)
-            trainer = object.__new__(PolyEPOTrainerSync)  # the step under test needs no workers
-            trainer.config, trainer.tokenizer, trainer._polyepo_clusterer = cfg, tok, None
-            check_startup(cfg)
-            metrics: dict = {}
-            trainer._compute_advantage(KVBatchMeta(keys=keys, tags=tags, partition_id="train"), metrics)
-            out = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=["advantages"])
-            adv = [float(a[0]) if a.numel() else 0.0 for a in out["advantages"].unbind()]
+            def advantages(cfg):
+                trainer = object.__new__(PolyEPOTrainerSync)  # the step under test needs no workers
+                trainer.config, trainer.tokenizer, trainer._polyepo_clusterer = cfg, tok, None
+                trainer.answer_history = answer_history_for(cfg, check_startup(cfg))
+                metrics: dict = {}
+                for _ in range(2):  # two steps over the same rows: the historical counts carry over
+                    trainer._compute_advantage(KVBatchMeta(keys=keys, tags=tags, partition_id="train"), metrics)
+                out = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=["advantages"])
+                return [float(a[0]) if a.numel() else 0.0 for a in out["advantages"].unbind()], metrics, trainer
+
+            adv, metrics, _ = advantages(cfg)
+            hist_cfg = compose_config("algorithm.polyepo.clusterer=prefix", "algorithm.adv_estimator=outcome_explore",
+                                      "algorithm.polyepo.estimator_options={variant:historical,coef:1.0}")
+            hist_adv, _, hist_trainer = advantages(hist_cfg)
         finally:
             tq.close()
             ray.shutdown()
@@ -381,6 +390,14 @@ def test_polyepo_sync_advantage_step_on_a_real_transfer_queue():
         np.testing.assert_allclose([adv[k] for k, (u, _) in enumerate(order) if u == uid], want, rtol=1e-5, atol=1e-6)
     assert adv[-2:] == [0.0, 0.0]
     assert metrics["polyepo/groups"] == 2 and "polyepo/clusters_distinct_correct" in metrics
+    reference = AnswerHistory()
+    for uid, responses in GROUPS.items():
+        r = np.array([float(x == "42") for x in responses])
+        for _ in range(2):
+            want = compute_advantages(r, prefix_ids(responses), group_sizes=8, estimator="outcome_explore",
+                                      prompt_keys=[f"problem-{uid}"] * 8, history=reference, variant="historical", coef=1.0)
+        np.testing.assert_allclose([hist_adv[k] for k, (u, _) in enumerate(order) if u == uid], want, rtol=1e-5, atol=1e-6)
+    assert hist_trainer.answer_history == reference and hist_trainer.answer_history.groups == 4
 
 
 def recipe_config(script: str, **env: str):
