@@ -11,7 +11,12 @@ only: same samples, same loss, same optimiser.
 
 The step itself (unscorable rollouts, failed clustering, advantages, step metrics) is
 :func:`polyepo.groups.group_step`, the code verl's adapter runs too; this module only gathers
-TRL's tensors into it and slices its advantages back. :class:`PolyEPOConfig` rejects the
+TRL's tensors into it and slices its advantages back. Every estimator runs this way, its batch
+step (``reinforce_pp_baseline``) over the whole global batch. The historical
+``outcome_explore`` keeps per-prompt answer counts across steps: each process owns an equal
+:class:`polyepo.advantages.AnswerHistory` fed the same global batch with the rows' prompt keys
+(:func:`prompt_key`); evaluation batches do not count; the main process writes it into every
+checkpoint (``checkpoint-N/answer_history.json``) and every process reads it back on resume. :class:`PolyEPOConfig` rejects the
 GRPOConfig options that would change the advantage in a way polyepo's step does not
 reproduce (``scale_rewards`` other than ``"none"``, ``multi_objective_aggregation`` other than
 ``"sum_then_normalize"``): the estimator is the one place the advantage is defined.
@@ -46,6 +51,7 @@ from ..advantages import (
     NEEDS_CLUSTERS,
     SHARED_OPTIONS,
     AnswerHistory,
+    check_option_values,
     check_options,
     estimator_options,
     get_estimator,
@@ -151,6 +157,7 @@ class PolyEPOConfig(GRPOConfig, GroupOptions):
         if self.num_generations is not None and "set_size" in self.estimator_kwargs() and self.set_size > self.num_generations:
             raise ValueError(f"set_size={self.set_size} exceeds num_generations={self.num_generations}: "
                              "a set is drawn from one prompt's completions")
+        check_option_values(self.estimator, self.estimator_kwargs(), self.num_generations or 8)
 
     def estimator_kwargs(self) -> dict[str, Any]:
         """The options passed to the estimator: the shared fields it accepts, then ``estimator_options``."""

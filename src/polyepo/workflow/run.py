@@ -7,6 +7,7 @@ pushes one group through generation, reward, clustering and the advantage; ``tra
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 from dataclasses import dataclass
@@ -178,6 +179,7 @@ def dry_run(cfg: RunConfig) -> dict[str, Any]:
     import torch
     from transformers import Trainer
 
+    from ..advantages import AnswerHistory, needs_history
     from ..clustering.base import Group, prompt_text
     from ..groups import cluster_groups, group_step
     from ..models import load_model_and_tokenizer
@@ -207,8 +209,15 @@ def dry_run(cfg: RunConfig) -> dict[str, Any]:
     results = None
     if prep.clusterer is not None:
         results, _ = cluster_groups(prep.clusterer, [Group(prompt_text(prompt), completions, context)])
-    step = group_step(rewards, [0] * len(completions), results, estimator=args.estimator,
-                      estimator_options=args.estimator_kwargs(), options=args.group_options())
+    options, keys, paused = args.estimator_kwargs(), None, contextlib.nullcontext()
+    if needs_history(args.estimator, options):  # the historical outcome_explore: a fresh history, nothing recorded
+        from ..train.trl import prompt_key
+
+        history = AnswerHistory()
+        options, keys, paused = {**options, "history": history}, [prompt_key(row, prompt)] * len(completions), history.paused()
+    with paused:
+        step = group_step(rewards, [0] * len(completions), results, estimator=args.estimator,
+                          estimator_options=options, options=args.group_options(), prompt_keys=keys)
     return {"output_dir": str(prep.output_dir), "rows": len(prep.rows), "task": cfg.task, "model": cfg.model,
             "parameters": sum(p.numel() for p in model.parameters()), "reward": prep.reward_name,
             "clusterer": prep.clusterer_name, "estimator": args.estimator, "prompt": str(text),
