@@ -390,3 +390,15 @@ def test_a_missing_package_fails_before_training_naming_it(tmp_path, monkeypatch
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "math_verify" else real(name, *a))
     with pytest.raises(ConfigError, match="reward function 'math_answer' needs the package.*math-verify"):
         prepare(load_run_config(write(tmp_path, "reward: math_answer\n")))
+
+
+def test_tiny_models_train_with_one_thread(toy_base):
+    from polyepo.workflow.run import tiny_model_threads
+
+    torch.set_num_threads(2)
+    with tiny_model_threads(AutoModelForCausalLM.from_pretrained(toy_base)):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    big = torch.nn.Linear(5000, 5000)  # 25 M parameters
+    with tiny_model_threads(big):
+        assert torch.get_num_threads() == 2
