@@ -163,19 +163,19 @@ def check_options(name: str, options: dict[str, object]) -> None:
 
 def check_option_values(name: str, options: Mapping[str, object], group_size: int = 8) -> None:
     """Run estimator ``name`` once on a made-up group of ``group_size`` rollouts (rewards 0/1,
-    three strategies), so that a bad option value (an unknown variant, a set size the group
-    cannot hold ...) fails now, with the estimator's own message, not at the first training step.
-    Raises ``ValueError``."""
+    three strategies), as the group step runs it (a ``set_size`` above the group shrinks), so that
+    a bad option value (an unknown variant, a negative floor ...) fails now, with the estimator's
+    own message, not at the first training step. Raises ``ValueError``."""
     n = max(int(group_size), 2)
     opts = {k: v for k, v in options.items() if k not in RUNTIME_OPTIONS}
     rewards, clusters = np.arange(n) % 2, np.arange(n) % 3 + 1
     if needs_history(name, opts):
         history = AnswerHistory()
         with history.paused():
-            compute_advantages(rewards, clusters, group_sizes=n, estimator=name, prompt_keys=["check"] * n,
-                               history=history, **opts)
+            compute_advantages(rewards, clusters, group_sizes=n, estimator=name, short_groups="shrink",
+                               prompt_keys=["check"] * n, history=history, **opts)
         return
-    compute_advantages(rewards, clusters, group_sizes=n, estimator=name, **opts)
+    compute_advantages(rewards, clusters, group_sizes=n, estimator=name, short_groups="shrink", **opts)
 
 
 def group_advantages(estimator: str, rewards, clusters=None, **options) -> np.ndarray:
