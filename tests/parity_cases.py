@@ -72,6 +72,14 @@ ESTIMATORS = [
     ("rloo", {}),
     ("grpo", {}),
     ("pass_at_k", {"set_size": 2}),
+    ("pass_at_k", {"set_size": 2, "scale": "std", "reduction": "mean"}),
+    ("set_rl", {"set_size": 2}),
+    ("pkpo", {"set_size": 2}),
+    ("darling", {}),
+    ("darling", {"correct_only": True}),
+    ("uniqueness", {}),
+    ("outcome_explore", {}),
+    ("reinforce_pp_baseline", {}),
 ]
 
 

@@ -44,8 +44,10 @@ def test_every_metric_is_in_the_vocabulary():
 
 
 def slow_reference(rewards, gids, res, name, options, unscorable="drop", singletons="zero"):
-    """Group by group with the estimator function itself (what the step must equal)."""
+    """Group by group with the estimator function itself (what the step must equal); then, for
+    reinforce_pp_baseline, its whitening over every row that entered it, written out literally."""
     out = np.zeros(len(rewards))
+    entered = []
     for k, rows in enumerate(group_rows(gids)):
         r = [rewards[i] for i in rows]
         keep = [j for j, v in enumerate(r) if v is not None or unscorable == "zero"]
@@ -54,6 +56,8 @@ def slow_reference(rewards, gids, res, name, options, unscorable="drop", singlet
         vals = np.array([0.0 if r[j] is None else float(r[j]) for j in keep])
         ids = np.array(res[k].ids)[keep]
         est, opts = (("dr_grpo", {}) if res[k].failed and res[k].policy == "reward_only" else (name, dict(options)))
+        if est == name:
+            entered += [rows[j] for j in keep]
         if len(keep) == 1 and singletons != "estimator":
             value = vals[0] if singletons == "reward" else 0.0
             out[rows[keep[0]]] = value
@@ -61,6 +65,9 @@ def slow_reference(rewards, gids, res, name, options, unscorable="drop", singlet
         if "set_size" in opts or est in ("poly_epo", "pass_at_k"):
             opts["set_size"] = min(opts.get("set_size", 4), len(keep))
         out[rows[keep]] = get_estimator(est)(vals, ids, **opts)
+    if name == "reinforce_pp_baseline" and entered:
+        a = out[entered]
+        out[entered] = (a - a.mean()) / np.sqrt(a.var(ddof=1) + 1e-8) if a.size > 1 else 0.0
     return out
 
 

@@ -207,6 +207,39 @@ def test_two_processes_gather_complete_groups(toy_base, tmp_path):
     assert ranks[0]["local_size"] == ranks[1]["local_size"] == 4
 
 
+@pytest.mark.slow
+def test_two_processes_keep_one_answer_history(toy_base, tmp_path):
+    """The historical outcome_explore on two processes: each keeps an equal history fed the global
+    batch, the main process saves it in each checkpoint, and on resume both processes restore it."""
+    from polyepo.advantages import AnswerHistory, compute_advantages
+
+    script = Path(__file__).parent / "helpers" / "two_process_train.py"
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    for extra in (["historical"], ["historical", "resume"]):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29534",
+               str(script), str(toy_base), str(tmp_path), *extra]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+        assert out.returncode == 0, out.stderr[-3000:]
+    whole = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    resumed = [json.loads((tmp_path / f"rank{r}-resumed.json").read_text()) for r in (0, 1)]
+    reference = AnswerHistory()
+    for k, step in enumerate(whole[0]["steps"]):
+        assert len(set(step["prompt_keys"])) == 1 and whole[1]["steps"][k]["prompt_keys"] == step["prompt_keys"]
+        want = compute_advantages(step["global_rewards"], step["global_clusters"], group_sizes=8, estimator="outcome_explore",
+                                  prompt_keys=step["prompt_keys"], history=reference, variant="historical", coef=1.0)
+        local = whole[0]["steps"][k]["local_advantages"] + whole[1]["steps"][k]["local_advantages"]
+        np.testing.assert_allclose(local, want, atol=1e-6)
+        if k == 0:
+            after_first = reference.state_dict()
+    assert whole[0]["history"] == whole[1]["history"] == reference.state_dict() and reference.groups == 2
+    saved = AnswerHistory.load(tmp_path / "run" / "checkpoint-1" / "answer_history.json").state_dict()
+    assert saved == after_first
+    for rank in resumed:  # both processes restored step 1's counts, then trained step 2 as before
+        assert rank["restored"] == after_first and rank["history"] == whole[0]["history"]
+    np.testing.assert_allclose(resumed[0]["steps"][0]["local_advantages"] + resumed[1]["steps"][0]["local_advantages"],
+                               whole[0]["steps"][1]["local_advantages"] + whole[1]["steps"][1]["local_advantages"])
+
+
 @pytest.mark.parametrize("name", ["toy.yaml", "smollm2-arithmetic.yaml", "smollm2-humaneval.yaml", "qwen3-4b-leetcode.yaml"])
 def test_example_configs_are_valid(name):
     path = Path(__file__).resolve().parents[1] / "examples" / name
@@ -225,7 +258,7 @@ def test_compare_checks_every_run_before_training(tmp_path):
     from polyepo.workflow.compare_eval import eval_settings
 
     base = load_run_config(write(tmp_path, "output_dir: runs/x\n"))
-    with pytest.raises(ConfigError, match="must contain {estimator} and {seed}"):
+    with pytest.raises(ConfigError, match=r"must contain {label} \(or {estimator}\) and {seed}"):
         plan_runs(base, ["dr_grpo"], [0])
     base = load_run_config(write(tmp_path, "output_dir: runs/{estimator}-{seed}\n"))
     with pytest.raises(ConfigError, match="valid estimators"):
@@ -357,3 +390,15 @@ def test_a_missing_package_fails_before_training_naming_it(tmp_path, monkeypatch
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "math_verify" else real(name, *a))
     with pytest.raises(ConfigError, match="reward function 'math_answer' needs the package.*math-verify"):
         prepare(load_run_config(write(tmp_path, "reward: math_answer\n")))
+
+
+def test_tiny_models_train_with_one_thread(toy_base):
+    from polyepo.workflow.run import tiny_model_threads
+
+    torch.set_num_threads(2)
+    with tiny_model_threads(AutoModelForCausalLM.from_pretrained(toy_base)):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    big = torch.nn.Linear(5000, 5000)  # 25 M parameters
+    with tiny_model_threads(big):
+        assert torch.get_num_threads() == 2

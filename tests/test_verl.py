@@ -84,8 +84,17 @@ def test_names_and_verl_builtins_untouched():
         ("grpo_div", {}),
         ("dr_grpo", {}),
         ("pass_at_k", {"set_size": 2}),
+        ("pass_at_k", {"scale": "std", "reduction": "mean"}),
         ("grpo", {}),
         ("rloo", {}),
+        ("set_rl", {"set_size": 3, "objective": "max_reward"}),
+        ("pkpo", {}),
+        ("pkpo", {"variant": "loo"}),
+        ("darling", {}),
+        ("darling", {"correct_only": True}),
+        ("uniqueness", {}),
+        ("outcome_explore", {}),
+        ("reinforce_pp_baseline", {}),
     ],
 )
 def test_verl_compute_advantage_equals_pure_function(name, options):
@@ -108,6 +117,11 @@ def test_verl_compute_advantage_equals_pure_function(name, options):
     np.testing.assert_allclose(data.batch["advantages"].numpy(), expected(pure, lengths), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(data.batch["returns"].numpy(), expected(pure, lengths), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(data_v1.batch["advantages"].numpy(), expected(pure, lengths), rtol=1e-6, atol=1e-6)
+
+
+def test_every_estimator_is_covered():
+    tested = {name for name, _ in test_verl_compute_advantage_equals_pure_function.pytestmark[0].args[1]}
+    assert tested == set(ESTIMATORS.names())  # the historical outcome_explore: tests/test_verl_history.py
 
 
 def test_known_answer_and_padding_rows():
@@ -169,8 +183,9 @@ def test_trainer_registered_and_overrides_one_step():
     cls = get_trainer_cls("polyepo_sync")
     assert issubclass(cls, PPOTrainerSync) and cls.__module__ == "polyepo.train.verl.trainer"
     overridden = {k for k, v in vars(cls).items() if callable(v) and not k.startswith("__")}
-    assert overridden == {"_compute_advantage", "_clusterer"}
-    assert "_compute_advantage" in vars(verl.trainer.ppo.v1.trainer_base.PPOTrainer)
+    assert overridden == {"_compute_advantage", "_clusterer", "_save_checkpoint", "_load_checkpoint"}
+    for name in ("_compute_advantage", "_save_checkpoint", "_load_checkpoint"):
+        assert name in vars(verl.trainer.ppo.v1.trainer_base.PPOTrainer)
 
 
 def compose_config(*overrides: str):
@@ -324,7 +339,7 @@ def agent_loop_rows(order, tok, uids_pad=("pad",)):
         fields.append({
             "uid": uid, "raw_prompt": [{"role": "user", "content": "6 * 7 = ?"}], "responses": ids,
             "response_mask": mask, "rm_scores": score, "rollout_log_probs": zeros, "old_log_probs": zeros,
-            "ref_log_prob": zeros, "values": zeros,
+            "ref_log_prob": zeros, "values": zeros, "extra_info": {"index": 0, "problem_id": f"problem-{uid}"},
             "extra_fields": {"reward_extra_info": {"score": r, "reward_none": 0}},
         })
         keys.append(f"{uid}_{i}_0")
@@ -362,11 +377,13 @@ real_tq = pytest.mark.skipif(__import__("os").environ.get("POLYEPO_VERL_RAY") !=
 @real_tq
 def test_polyepo_sync_advantage_step_on_a_real_transfer_queue():
     """verl's real ``_compute_advantage`` (TransferQueue reads and writes, KL/rollout-correction
-    branches) with polyepo's step in front, on rows laid out as verl's agent loop writes them."""
+    branches) with polyepo's step in front, on rows laid out as verl's agent loop writes them;
+    then the historical outcome_explore, keyed by the rows' ``extra_info`` problem ids."""
     from transfer_queue import KVBatchMeta
     from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
-    from polyepo.train.verl.trainer import PolyEPOTrainerSync
+    from polyepo.advantages import AnswerHistory
+    from polyepo.train.verl.trainer import PolyEPOTrainerSync, answer_history_for
 
     tok = tiny_tokenizer()
     order = [(u, i) for i in range(8) for u in ("p0", "p1")] + [("pad", 0), ("pad", 1)]
@@ -377,18 +394,35 @@ def test_polyepo_sync_advantage_step_on_a_real_transfer_queue():
 
         def step(tq):
             tq.kv_batch_put(keys=keys, partition_id="train", fields=list_of_dict_to_tensordict(fields), tags=tags)
-            trainer = object.__new__(PolyEPOTrainerSync)  # the step under test needs no workers
-            trainer.config, trainer.tokenizer, trainer._polyepo_clusterer = cfg, tok, None
-            check_startup(cfg)
-            metrics: dict = {}
-            trainer._compute_advantage(KVBatchMeta(keys=keys, tags=tags, partition_id="train"), metrics)
-            out = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=["advantages"])
-            return [float(a[0]) if a.numel() else 0.0 for a in out["advantages"].unbind()], metrics
 
-        adv, metrics = with_real_transfer_queue(step)
+            def advantages(cfg):
+                trainer = object.__new__(PolyEPOTrainerSync)  # the step under test needs no workers
+                trainer.config, trainer.tokenizer, trainer._polyepo_clusterer = cfg, tok, None
+                trainer.answer_history = answer_history_for(cfg, check_startup(cfg))
+                metrics: dict = {}
+                for _ in range(2):  # two steps over the same rows: the historical counts carry over
+                    trainer._compute_advantage(KVBatchMeta(keys=keys, tags=tags, partition_id="train"), metrics)
+                out = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=["advantages"])
+                return [float(a[0]) if a.numel() else 0.0 for a in out["advantages"].unbind()], metrics, trainer
+
+            adv, metrics, _ = advantages(cfg)
+            hist_cfg = compose_config("algorithm.polyepo.clusterer=prefix", "algorithm.adv_estimator=outcome_explore",
+                                      "algorithm.polyepo.estimator_options={variant:historical,coef:1.0}")
+            hist_adv, _, hist_trainer = advantages(hist_cfg)
+            return adv, metrics, hist_adv, hist_trainer
+
+        adv, metrics, hist_adv, hist_trainer = with_real_transfer_queue(step)
     expected_advantages(adv, order)
     assert adv[-2:] == [0.0, 0.0]
     assert metrics["polyepo/groups"] == 2 and "polyepo/clusters_distinct_correct" in metrics
+    reference = AnswerHistory()
+    for uid, responses in GROUPS.items():
+        r = np.array([float(x == "42") for x in responses])
+        for _ in range(2):
+            want = compute_advantages(r, prefix_ids(responses), group_sizes=8, estimator="outcome_explore",
+                                      prompt_keys=[f"problem-{uid}"] * 8, history=reference, variant="historical", coef=1.0)
+        np.testing.assert_allclose([hist_adv[k] for k, (u, _) in enumerate(order) if u == uid], want, rtol=1e-5, atol=1e-6)
+    assert hist_trainer.answer_history == reference and hist_trainer.answer_history.groups == 4
 
 
 def early_trainer(cfg, tok):
@@ -401,6 +435,7 @@ def early_trainer(cfg, tok):
     trainer = object.__new__(PolyEPOTrainerSync)
     trainer.config, trainer.tokenizer, trainer._polyepo_clusterer = cfg, tok, None
     trainer.trainer_mode = "sync"
+    trainer.answer_history = None
     trainer.replay_buffer = trainer._build_replay_buffer()  # verl's code
     settings = check_startup(cfg)
     trainer._polyepo_early = install_early_clustering(trainer, settings, trainer._clusterer(settings))

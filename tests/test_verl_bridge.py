@@ -137,7 +137,8 @@ def test_no_cluster_source_and_scatter_fills_padding():
     rows = _rows(["g", "g"], ["a", "b"], [1, 0], [{"score": 1.0, "tests": [1, 0]}, {"score": 0.0, "tests": [0, 0]}])
     assert cluster_results(rows, VerlSettings()) == (None, 0.0)
     cols = row_columns(rows)
-    assert set(cols) == {"score", "tests", "unscorable", "session", "session_final"}
+    assert set(cols) == {"score", "tests", "unscorable", "session", "session_final", "prompt_key"}
+    assert cols["prompt_key"].tolist() == [rows.prompts[0], rows.prompts[1]]  # no problem ids: the prompt text
     assert cols["tests"][0] == [1, 0] and cols["tests"].shape == (2,)  # list-valued extras stay per row
     full = scatter_columns(cols, np.array([0, 2]), 4)
     assert full["score"].tolist() == [1.0, None, 0.0, None] and full["unscorable"].tolist() == [False] * 4

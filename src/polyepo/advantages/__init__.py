@@ -36,7 +36,7 @@ runtime options ``history`` (an :class:`AnswerHistory`) and ``prompt_key``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -52,7 +52,7 @@ from .baselines import (
 from .batch import BatchHook, get_batch_hook, reinforce_pp_baseline_advantages, whiten_batch, with_batch_hook
 from .closed_form import pass_at_k_advantages, poly_epo_advantages
 from .diversity import darling_advantages, uniqueness_advantages
-from .outcome import AnswerHistory, outcome_explore_advantages
+from .outcome import HISTORY_FILE, AnswerHistory, outcome_explore_advantages
 from .pkpo import pkpo_advantages
 from .set_rl import (
     SET_OBJECTIVES,
@@ -138,6 +138,18 @@ def runtime_options(name: str) -> frozenset[str]:
     return RUNTIME_OPTIONS & frozenset(_parameters(name))
 
 
+def needs_history(name: str, options: Mapping[str, object] | None = None) -> bool:
+    """Whether estimator ``name`` with ``options`` keeps state across steps: an
+    :class:`AnswerHistory` that the trainer creates, passes as ``history``, saves in every
+    checkpoint and restores on resume (the historical ``outcome_explore``; docs/estimators.md).
+    An estimator that takes ``history`` decides by its ``uses_history(**options)`` attribute."""
+    if "history" not in runtime_options(name):
+        return False
+    decide = getattr(get_estimator(name), "uses_history", None)
+    return True if decide is None else bool(decide(**{k: v for k, v in (options or {}).items()
+                                                        if k not in RUNTIME_OPTIONS}))
+
+
 def batch_hook(name: str) -> BatchHook | None:
     """The batch step of estimator ``name`` (run by :func:`compute_advantages`), or None."""
     return get_batch_hook(get_estimator(name))
@@ -147,6 +159,23 @@ def check_options(name: str, options: dict[str, object]) -> None:
     """Raise ``ValueError`` naming any option that estimator ``name`` does not take (with the
     closest valid one and the list of valid options); runtime options count as options."""
     ESTIMATORS.check_options(name, options)
+
+
+def check_option_values(name: str, options: Mapping[str, object], group_size: int = 8) -> None:
+    """Run estimator ``name`` once on a made-up group of ``group_size`` rollouts (rewards 0/1,
+    three strategies), as the group step runs it (a ``set_size`` above the group shrinks), so that
+    a bad option value (an unknown variant, a negative floor ...) fails now, with the estimator's
+    own message, not at the first training step. Raises ``ValueError``."""
+    n = max(int(group_size), 2)
+    opts = {k: v for k, v in options.items() if k not in RUNTIME_OPTIONS}
+    rewards, clusters = np.arange(n) % 2, np.arange(n) % 3 + 1
+    if needs_history(name, opts):
+        history = AnswerHistory()
+        with history.paused():
+            compute_advantages(rewards, clusters, group_sizes=n, estimator=name, short_groups="shrink",
+                               prompt_keys=["check"] * n, history=history, **opts)
+        return
+    compute_advantages(rewards, clusters, group_sizes=n, estimator=name, short_groups="shrink", **opts)
 
 
 def group_advantages(estimator: str, rewards, clusters=None, **options) -> np.ndarray:
@@ -277,6 +306,7 @@ def _group_key(keys: np.ndarray, idx: np.ndarray, g: int) -> object:
 
 __all__ = [
     "ESTIMATORS",
+    "HISTORY_FILE",
     "NEEDS_CLUSTERS",
     "RUNTIME_OPTIONS",
     "SET_OBJECTIVES",
@@ -288,6 +318,7 @@ __all__ = [
     "UnknownNameError",
     "all_subsets",
     "batch_hook",
+    "check_option_values",
     "check_options",
     "compute_advantages",
     "darling_advantages",
@@ -299,6 +330,7 @@ __all__ = [
     "grpo_advantages",
     "grpo_div_advantages",
     "marginal_from_sets",
+    "needs_history",
     "outcome_explore_advantages",
     "pass_at_k_advantages",
     "pkpo_advantages",

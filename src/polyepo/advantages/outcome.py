@@ -38,6 +38,8 @@ from .diversity import cluster_sizes
 OUTCOME_VARIANTS = ("batch", "historical")
 HISTORY_FORMAT = "polyepo-answer-history"
 HISTORY_VERSION = 1
+#: The history's file name inside a checkpoint directory (TRL's ``checkpoint-N``, verl's ``global_step_N``).
+HISTORY_FILE = "answer_history.json"
 
 
 class AnswerHistory:
@@ -133,6 +135,31 @@ class AnswerHistory:
             raise ValueError(f"{path}: {e}") from None
         return history
 
+    def save_to_checkpoint(self, checkpoint_dir: str | os.PathLike) -> Path:
+        """Write the history into ``checkpoint_dir`` as :data:`HISTORY_FILE` (atomically)."""
+        return self.save(Path(checkpoint_dir) / HISTORY_FILE)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint_dir: str | os.PathLike) -> AnswerHistory:
+        """The history saved in ``checkpoint_dir`` (:data:`HISTORY_FILE`). A checkpoint without it
+        is an error (``FileNotFoundError``), never a fresh start: the counts of every step before
+        the checkpoint would be lost and the run would train on other advantages than an
+        uninterrupted one."""
+        path = Path(checkpoint_dir) / HISTORY_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{checkpoint_dir} holds no {HISTORY_FILE}: the historical outcome_explore keeps per-prompt answer "
+                "counts across steps, and resuming without them would start the counts afresh (a checkpoint written "
+                "by another estimator, or by a polyepo that did not save them?); resume from a checkpoint of this "
+                "run, or start afresh")
+        return cls.load(path)
+
+
+def uses_history(*, variant: str = "batch", **_: Any) -> bool:
+    """Whether ``outcome_explore`` with these options keeps an :class:`AnswerHistory` (the
+    historical variant); attached to the estimator as ``uses_history``."""
+    return variant == "historical"
+
 
 def outcome_explore_advantages(
     rewards,
@@ -175,3 +202,6 @@ def outcome_explore_advantages(
             bonus[~deg] = k / np.sqrt(history.record(prompt_key, c[~deg]))
         shaped = r + bonus
     return center(shaped, bool(scale_by_std), eps)
+
+
+outcome_explore_advantages.uses_history = uses_history  # type: ignore[attr-defined]

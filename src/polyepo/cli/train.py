@@ -120,7 +120,7 @@ def _print_trainer_keys() -> None:
 def compare(
     config: ConfigOpt = None,
     overrides: OverridesArg = None,
-    estimators: Annotated[str, typer.Option(help="Comma-separated estimators to train.")] = "dr_grpo,poly_epo",
+    estimators: Annotated[Optional[str], typer.Option(help="Comma-separated estimators to train (each at the config's settings); default: the config's estimators list, else dr_grpo,poly_epo.")] = None,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
     resume: Annotated[bool, typer.Option(help="Skip runs whose final model exists; resume interrupted ones.")] = True,
     evaluate: Annotated[bool, typer.Option("--eval/--no-eval", help="Evaluate the base model and every run after training, then build the report.")] = True,
@@ -128,7 +128,7 @@ def compare(
 ) -> None:
     """Train the same config with several estimators x seeds (only the advantage differs), then evaluate and report."""
     quiet_libraries()
-    names = [e.strip() for e in estimators.split(",") if e.strip()]
+    names = None if estimators is None else [e.strip() for e in estimators.split(",") if e.strip()]
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     if dry_run:
         _compare_dry_run(config, overrides or [], names, seed_list, evaluate)
@@ -147,11 +147,10 @@ def compare(
     console.print(f"[green]done[/]: {out}")
 
 
-def _compare_dry_run(config: str | None, overrides: list[str], names: list[str], seeds: list[int], evaluate: bool) -> None:
-    from ..advantages import group_advantages
+def _compare_dry_run(config: str | None, overrides: list[str], names: list[str] | None, seeds: list[int], evaluate: bool) -> None:
     from ..workflow.compare import plan_runs
     from ..workflow.config import load_run_config
-    from ..workflow.run import build_trainer_args, dry_run, prepare
+    from ..workflow.run import dry_run
 
     base = load_run_config(config, overrides)
     runs = plan_runs(base, names, seeds)  # every (estimator, seed) config is checked here
@@ -161,19 +160,17 @@ def _compare_dry_run(config: str | None, overrides: list[str], names: list[str],
         s = eval_settings(base)
         console.print(f"eval: splits {', '.join(s['splits'])}, n = {s['sampling']['n']}, limit {s['limit']}, the base model and every run")
     first = True
-    for cfg in runs[::len(seeds)]:
+    for cfg in runs[::len(seeds)]:  # one group through each entry, with its options (the first seed's)
         info = dry_run(cfg)
-        est = cfg.trainer["estimator"]
         if first:
             console.print(f"one group of {info['task']}: {info['prompt'][:120]!r}", highlight=False)
             console.print(f"  rewards   {' '.join(f'{r:g}' for r in info['rewards'])}\n  clusters  "
                           + ("-" if info["clusters"] is None else " ".join(map(str, info["clusters"]))), highlight=False)
             first = False
-        kwargs = build_trainer_args(prepare(cfg).trainer_kwargs).estimator_kwargs()
-        adv = group_advantages(est, info["rewards"], info["clusters"], **kwargs)  # with its batch step, if any
-        console.print(f"  {est:<22} {' '.join(f'{a:+.3f}' for a in adv)}   -> {info['output_dir']}",
+        adv = info["advantages"]  # the group step's: with the estimator's batch step and state, if any
+        console.print(f"  {cfg.resolved_label():<22} {' '.join(f'{a:+.3f}' for a in adv)}   -> {info['output_dir']}",
                       highlight=False, soft_wrap=True)
-    console.print(f"[bold]dry run OK[/]: {len(runs)} runs ({len(names)} estimators x {len(seeds)} seeds), "
+    console.print(f"[bold]dry run OK[/]: {len(runs)} runs ({len(runs) // len(seeds)} estimators x {len(seeds)} seeds), "
                   f"model {base.model}, task {base.task}")
 
 

@@ -48,12 +48,14 @@ def run_info(spec: str | os.PathLike, model_path: Path) -> dict[str, Any]:
             trainer = cfg.get("trainer") or {}
             info["run"] = {"estimator": trainer.get("estimator"), "seed": trainer.get("seed"),
                            "task": cfg.get("task"), "model": cfg.get("model")}
+            if cfg.get("label"):  # a compare entry's label (an estimator with options of its own)
+                info["run"]["label"] = cfg["label"]
     return info
 
 
 def default_label(info: dict[str, Any]) -> str:
     run = info.get("run") or {}
-    return str(run.get("estimator") or Path(info["spec"]).name)
+    return str(run.get("label") or run.get("estimator") or Path(info["spec"]).name)
 
 
 def default_out(info: dict[str, Any], task: str, split: str, settings: SamplingSettings) -> Path:
@@ -106,7 +108,7 @@ def evaluate(
         clusterer, clusterer_options: clustering backend (default: the task's).
         only_correct: cluster only the correct samples (cheaper with an LLM judge).
         correct_threshold: a sample is correct when its reward is >= this.
-        label: name of this run in reports (default: the run's estimator, or the model name).
+        label: name of this run in reports (default: the run's label, else its estimator, else the model name).
         progress: show a progress bar.
         **sampling: the fields of :class:`SamplingSettings` (``n``, ``temperature``, ``top_p``,
             ``top_k``, ``max_new_tokens``, ``seed``, ``batch_size``, ``engine``), its defaults

@@ -149,6 +149,7 @@ def group_step(
     estimator: str,
     estimator_options: Mapping[str, Any] | None = None,
     options: GroupOptions | None = None,
+    prompt_keys: Sequence[Any] | None = None,
 ) -> StepResult:
     """Advantages and step metrics of a batch of rows in groups (see the module docstring).
 
@@ -160,6 +161,9 @@ def group_step(
         estimator: a name in ``polyepo.advantages.ESTIMATORS``.
         estimator_options: its options (``set_size``, ``reduction`` ...).
         options: the step's policies (:class:`GroupOptions`; default: its defaults).
+        prompt_keys: ``[B]`` stable key of each row's prompt (problem id, else the prompt text),
+            for an estimator that keeps per-prompt state across steps (the historical
+            ``outcome_explore``, whose ``history`` comes in ``estimator_options``).
     """
     start = time.perf_counter()
     opts = options if options is not None else GroupOptions()
@@ -169,6 +173,9 @@ def group_step(
     ids_in = np.asarray(group_ids, dtype=object) if not isinstance(group_ids, np.ndarray) else group_ids
     if len(ids_in) != r.size:
         raise ValueError(f"{len(ids_in)} group ids for {r.size} rewards")
+    keys = None if prompt_keys is None else np.asarray(list(prompt_keys), dtype=object)
+    if keys is not None and keys.shape != (r.size,):
+        raise ValueError(f"{keys.size} prompt keys for {r.size} rewards")
     groups = group_rows(ids_in)
     results = _as_results(clusters, groups, r.size)
     if results is None and estimator in NEEDS_CLUSTERS:
@@ -188,7 +195,8 @@ def group_step(
     main = entered & ~reward_only
     if main.any():
         adv[main] = compute_advantages(scored[main], None if results is None else cluster_ids[main],
-                                       group_ids=gid[main], estimator=estimator, **common, **est_opts)
+                                       group_ids=gid[main], estimator=estimator, **common, **est_opts,
+                                       prompt_keys=None if keys is None else keys[main])
     rest = entered & reward_only
     if rest.any():
         adv[rest] = compute_advantages(scored[rest], group_ids=gid[rest], estimator="dr_grpo", **common)

@@ -28,7 +28,7 @@ class RunSpec:
     """One run of a comparison: an evaluation results file and/or a training run directory.
 
     ``label`` groups runs (runs with one label are replicates, e.g. seeds); by default the
-    label recorded in the results file, else the run's estimator from ``run.yaml``.
+    label recorded in the results file, else the run's label (or estimator) from ``run.yaml``.
     """
 
     results: Path | None = None
@@ -113,7 +113,7 @@ def load_run(spec: RunSpec, summarize_options: dict[str, Any], split: str | None
         run_dir = candidate if candidate.is_dir() else None
     cfg = run_config(run_dir)
     trainer = cfg.get("trainer") or {}
-    label = spec.label or (res.label if res is not None else None) or trainer.get("estimator") \
+    label = spec.label or (res.label if res is not None else None) or cfg.get("label") or trainer.get("estimator") \
         or (run_dir.name if run_dir else "run")
     seed = trainer.get("seed", (res.header.get("model_info", {}).get("run") or {}).get("seed") if res else None)
     name = f"seed {seed}" if seed is not None else Path(spec.results or run_dir or "run").stem

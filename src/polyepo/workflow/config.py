@@ -9,6 +9,7 @@ the key and lists the valid ones.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class RunConfig:
-    """One training run. ``output_dir`` may use ``{task}``, ``{estimator}``, ``{seed}`` and ``{model}``."""
+    """One training run. ``output_dir`` may use ``{task}``, ``{estimator}``, ``{label}``, ``{seed}`` and ``{model}``."""
 
     model: str = "toy-paths-base"
     """A bundled model name (see `polyepo models`), a model directory, or a run directory."""
@@ -48,15 +49,23 @@ class RunConfig:
     """Options of the clusterer; with clusterer unset, they update the task's defaults."""
     output_dir: str = "runs/{task}/{estimator}-seed{seed}"
     """Where checkpoints, log.jsonl, run.yaml and the final model go."""
+    label: str | None = None
+    """The run's name in reports and {label} in output_dir; default: the estimator."""
     trainer: dict[str, Any] = field(default_factory=dict)
     """PolyEPOConfig / GRPOConfig settings (estimator, set_size, learning_rate, max_steps, ...)."""
     eval: dict[str, Any] = field(default_factory=dict)
     """Evaluation settings used by `polyepo compare` after training (splits, n, ...)."""
+    estimators: list[Any] = field(default_factory=list)
+    """The runs of `polyepo compare`: estimator names, or {name, label, options} mappings (options: the
+    estimator's own, over trainer.estimator_options); --estimators replaces them."""
+
+    def resolved_label(self) -> str:
+        return str(self.label or self.trainer.get("estimator", "poly_epo"))
 
     def resolved_output_dir(self) -> Path:
         seed = self.trainer.get("seed", 42)
         estimator = self.trainer.get("estimator", "poly_epo")
-        return Path(self.output_dir.format(task=self.task, estimator=estimator, seed=seed,
+        return Path(self.output_dir.format(task=self.task, estimator=estimator, label=self.resolved_label(), seed=seed,
                                            model=Path(str(self.model)).name))
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,6 +98,17 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if str in options or Any in options:
         return value
     raise ConfigError(f"{key}: expected {annotation}, got {value!r}")
+
+
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def check_label(label: Any, where: str = "label") -> str:
+    """A run label: letters, digits and ``_ . + -`` (it names a directory and a report column)."""
+    if not isinstance(label, str) or not _LABEL.fullmatch(label):
+        raise ConfigError(f"{where} {label!r}: a label is letters, digits and _ . + - (it is used in output_dir "
+                          "and as the run's name in reports)")
+    return label
 
 
 def trainer_fields() -> dict[str, dataclasses.Field]:
@@ -144,7 +164,11 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | None 
     for key in ("task_options", "reward_options", "clusterer_options", "trainer", "eval"):
         if key in kwargs and kwargs[key] is not None and not isinstance(kwargs[key], dict):
             raise ConfigError(f"{key} must be a mapping, got {kwargs[key]!r}")
-    cfg = RunConfig(**{k: v for k, v in kwargs.items() if v is not None or k in ("reward", "clusterer", "train_limit")})
+    if kwargs.get("estimators") is not None and not isinstance(kwargs["estimators"], list):
+        raise ConfigError(f"estimators must be a list of names or {{name, label, options}} mappings, got {kwargs['estimators']!r}")
+    cfg = RunConfig(**{k: v for k, v in kwargs.items() if v is not None or k in ("reward", "clusterer", "train_limit", "label")})
+    if cfg.label is not None:
+        check_label(cfg.label)
     tf = trainer_fields()
     trainer = {}
     for key, value in (cfg.trainer or {}).items():
@@ -176,6 +200,9 @@ def run_differences(cfg: RunConfig, run_dir: Path) -> list[str]:
         if key in ("output_dir", "eval"):
             continue
         a, b = old.get(key), new[key]
+        if key == "label":  # unset: the estimator's name
+            a = a or (old.get("trainer") or {}).get("estimator", "poly_epo")
+            b = cfg.resolved_label()
         if isinstance(a, dict) or isinstance(b, dict):
             a, b = a or {}, b or {}
             out += [f"{key}.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]

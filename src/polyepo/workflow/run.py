@@ -7,6 +7,7 @@ pushes one group through generation, reward, clustering and the advantage; ``tra
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 from dataclasses import dataclass
@@ -155,6 +156,26 @@ def build_trainer(prep: Prepared, model_name: str | None = None):
     return trainer
 
 
+@contextlib.contextmanager
+def tiny_model_threads(model: Any):
+    """Train a model under 20 M parameters on the CPU with one thread, as evaluation samples it:
+    for a model this small the second thread only waits (0.2-0.3 s per toy step with one thread,
+    1.5-3.3 s with two, on a busy 2-core machine)."""
+    import torch
+
+    from ..evaluate.sampling import SINGLE_THREAD_BELOW
+
+    threads = torch.get_num_threads()
+    params = list(model.parameters())
+    small = params[0].device.type == "cpu" and sum(p.numel() for p in params) < SINGLE_THREAD_BELOW
+    try:
+        if small:
+            torch.set_num_threads(1)
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def train(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False) -> Path:
     """Train one run; returns its output directory (with final/, log.jsonl and run.yaml)."""
     from ..models import latest_checkpoint
@@ -173,7 +194,8 @@ def train(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False) -> P
     dump_run_config(dataclasses.replace(cfg, output_dir=str(out)), out / "run.yaml")
     trainer = build_trainer(prep)
     try:
-        trainer.train(resume_from_checkpoint=str(ckpt) if resume else None)
+        with tiny_model_threads(trainer.model):
+            trainer.train(resume_from_checkpoint=str(ckpt) if resume else None)
     finally:  # Ctrl-C or a crash skips on_train_end: stop the display (the terminal's cursor comes back)
         from ..progress import close_displays
 
@@ -191,6 +213,7 @@ def dry_run(cfg: RunConfig) -> dict[str, Any]:
     import torch
     from transformers import Trainer
 
+    from ..advantages import AnswerHistory, needs_history
     from ..clustering.base import Group, prompt_text
     from ..groups import cluster_groups, group_step
     from ..models import load_model_and_tokenizer
@@ -220,8 +243,15 @@ def dry_run(cfg: RunConfig) -> dict[str, Any]:
     results = None
     if prep.clusterer is not None:
         results, _ = cluster_groups(prep.clusterer, [Group(prompt_text(prompt), completions, context)])
-    step = group_step(rewards, [0] * len(completions), results, estimator=args.estimator,
-                      estimator_options=args.estimator_kwargs(), options=args.group_options())
+    options, keys, paused = args.estimator_kwargs(), None, contextlib.nullcontext()
+    if needs_history(args.estimator, options):  # the historical outcome_explore: a fresh history, nothing recorded
+        from ..train.trl import prompt_key
+
+        history = AnswerHistory()
+        options, keys, paused = {**options, "history": history}, [prompt_key(row, prompt)] * len(completions), history.paused()
+    with paused:
+        step = group_step(rewards, [0] * len(completions), results, estimator=args.estimator,
+                          estimator_options=options, options=args.group_options(), prompt_keys=keys)
     return {"output_dir": str(prep.output_dir), "rows": len(prep.rows), "task": cfg.task, "model": cfg.model,
             "parameters": sum(p.numel() for p in model.parameters()), "reward": prep.reward_name,
             "clusterer": prep.clusterer_name, "estimator": args.estimator, "prompt": str(text),

@@ -12,7 +12,12 @@ samples, same loss, same optimiser.
 
 The step itself (unscorable rollouts, failed clustering, advantages, step metrics) is
 :func:`polyepo.groups.group_step`, the code verl's adapter runs too; this module only gathers
-TRL's tensors into it and slices its advantages back. :class:`PolyEPOConfig` rejects the
+TRL's tensors into it and slices its advantages back. Every estimator runs this way, its batch
+step (``reinforce_pp_baseline``) over the whole global batch. The historical
+``outcome_explore`` keeps per-prompt answer counts across steps: each process owns an equal
+:class:`polyepo.advantages.AnswerHistory` fed the same global batch with the rows' prompt keys
+(:func:`prompt_key`); evaluation batches do not count; the main process writes it into every
+checkpoint (``checkpoint-N/answer_history.json``) and every process reads it back on resume. :class:`PolyEPOConfig` rejects the
 GRPOConfig options that would change the advantage in a way polyepo's step does not
 reproduce (``scale_rewards`` other than ``"none"``, ``multi_objective_aggregation`` other than
 ``"sum_then_normalize"``): the estimator is the one place the advantage is defined.
@@ -26,6 +31,7 @@ they change.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -36,18 +42,25 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate.utils import gather_object
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from trl import GRPOConfig, GRPOTrainer
 
 from ...advantages import (
+    ESTIMATORS,
     NEEDS_CLUSTERS,
     SHARED_OPTIONS,
+    AnswerHistory,
+    check_option_values,
     check_options,
     estimator_options,
     get_estimator,
+    needs_history,
     shared_option_default,
 )
 from ...clustering import ClusterResult, make_clusterer
+from ...clustering.base import prompt_text
 from ...groups import GroupOptions, group_step
 from ...groups.watch import DiversityWatch
 from ...settings import help_field
@@ -69,6 +82,7 @@ def check_trl_compatibility() -> None:
     expected = {
         "_calculate_rewards": ["self", "inputs", "prompts", "completions", "completion_ids_list"],
         "_generate_and_score_completions": ["self", "inputs"],
+        "_save_checkpoint": ["self", "model", "trial"],
     }
     problems = []
     for name, params in expected.items():
@@ -112,7 +126,8 @@ class PolyEPOConfig(GRPOConfig, GroupOptions):
     Defaults follow the Poly-EPO paper: no KL (``beta=0``), clip 0.2/0.28, Dr.GRPO loss
     normalisation (divide by the max completion length), no std scaling of rewards."""
 
-    estimator: str = help_field("poly_epo", "Advantage estimator: a name in polyepo.advantages.ESTIMATORS (poly_epo, dr_grpo, grpo, rloo, grpo_div, pass_at_k, set_rl).")
+    estimator: str = help_field("poly_epo", "Advantage estimator: a name in polyepo.advantages.ESTIMATORS ("
+                                + ", ".join(ESTIMATORS.names()) + "); docs/estimators.md.")
     set_size: int = _shared("set_size")
     reduction: str = _shared("reduction")
     min_distinct: int = _shared("min_distinct")
@@ -148,6 +163,7 @@ class PolyEPOConfig(GRPOConfig, GroupOptions):
         if self.num_generations is not None and "set_size" in self.estimator_kwargs() and self.set_size > self.num_generations:
             raise ValueError(f"set_size={self.set_size} exceeds num_generations={self.num_generations}: "
                              "a set is drawn from one prompt's completions")
+        check_option_values(self.estimator, self.estimator_kwargs(), self.num_generations or 8)
 
     def estimator_kwargs(self) -> dict[str, Any]:
         """The options passed to the estimator: the shared fields it accepts, then ``estimator_options``."""
@@ -177,6 +193,13 @@ def check_report_to(report_to: Any) -> None:
                              f"installed: {', '.join(available) or 'none'}")
 
 
+def prompt_key(row: dict[str, Any], prompt: Any) -> str:
+    """The key of a row's prompt that stays the same across steps: its ``problem_id``, else the
+    prompt text (what the historical ``outcome_explore`` counts answers per)."""
+    pid = row.get("problem_id")
+    return str(pid) if pid is not None else prompt_text(prompt)
+
+
 class PolyEPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` whose advantages come from a polyepo estimator over complete groups.
 
@@ -199,6 +222,9 @@ class PolyEPOTrainer(GRPOTrainer):
         self.clusterer = clusterer
         self._estimator_kwargs = self.args.estimator_kwargs()
         self._group_options = self.args.group_options()
+        #: per-prompt answer counts of the historical outcome_explore (None for every other
+        #: estimator): the same on every process, saved in each checkpoint, restored by train()
+        self.answer_history = AnswerHistory() if needs_history(self.args.estimator, self._estimator_kwargs) else None
         self._pending: dict[str, Any] | None = None
         self._jsonl = JsonlLogCallback(Path(self.args.output_dir) / "log.jsonl") if self.args.log_jsonl else None
         if self._jsonl is not None:
@@ -223,23 +249,31 @@ class PolyEPOTrainer(GRPOTrainer):
             start = self.accelerator.process_index * len(prompts)
             clusters = [int(i) for res in results for i in res.ids]
             self._pending_extra_logs["cluster"].extend(clusters[start:start + len(prompts)])
+        keys = None
+        if self.answer_history is not None:  # every process gets the global batch's keys, in order
+            keys = gather_object([prompt_key(x, p) for x, p in zip(inputs, prompts)])
         self._pending = {"rewards_per_func": rewards_per_func, "results": results or [], "step": step,
-                         "reward_s": t1 - t0, "cluster_s": cluster_s, "cluster_wait_s": wait_s}
+                         "prompt_keys": keys, "reward_s": t1 - t0, "cluster_s": cluster_s, "cluster_wait_s": wait_s}
         return rewards_per_func
 
     # -- advantages ---------------------------------------------------------------------------
 
-    def group_step(self, rewards_per_func: torch.Tensor, results: list[ClusterResult] | None, G: int):
+    def group_step(self, rewards_per_func: torch.Tensor, results: list[ClusterResult] | None, G: int,
+                   prompt_keys: list[str] | None = None):
         """The group step of a gathered batch: ``rewards_per_func[B, n_funcs]`` (NaN where a
-        function returned None) in adjacent groups of ``G``, one ClusterResult per group (or None).
+        function returned None) in adjacent groups of ``G``, one ClusterResult per group (or None),
+        ``prompt_keys[B]`` (:func:`prompt_key`) for the historical ``outcome_explore``.
 
         The weighted functions are summed (NaN-skipping); a row where every function returned
         None is unscorable (None). Returns :class:`polyepo.groups.StepResult`.
         """
         rewards = self._summed_rewards(rewards_per_func)
         self.last_rewards = rewards
+        options = self._estimator_kwargs
+        if self.answer_history is not None:
+            options = {**options, "history": self.answer_history}
         return group_step(rewards, np.arange(rewards.size) // G, results, estimator=self.args.estimator,
-                          estimator_options=self._estimator_kwargs, options=self._group_options)
+                          estimator_options=options, options=self._group_options, prompt_keys=prompt_keys)
 
     def _summed_rewards(self, rewards_per_func: torch.Tensor) -> np.ndarray:
         """``float64[B]``: the weighted sum of the functions (NaN-skipping), NaN where all returned None."""
@@ -261,7 +295,11 @@ class PolyEPOTrainer(GRPOTrainer):
         if rpf.shape[0] != local * self.accelerator.num_processes or rpf.shape[0] % G:
             raise RuntimeError(f"PolyEPOTrainer expected {local} x {self.accelerator.num_processes} gathered rewards "
                                f"in groups of {G}, got {tuple(rpf.shape)} (unsupported TRL version?)")
-        step = self.group_step(rpf, pending["results"] if self.clusterer is not None else None, G)
+        paused = self.answer_history.paused() if self.answer_history is not None and mode == "eval" \
+            else contextlib.nullcontext()
+        with paused:  # evaluation batches leave the answer counts as they are
+            step = self.group_step(rpf, pending["results"] if self.clusterer is not None else None, G,
+                                   pending["prompt_keys"])
         adv = step.advantages
         start = self.accelerator.process_index * local
         output["advantages"] = torch.as_tensor(adv[start:start + local], dtype=output["advantages"].dtype,
@@ -297,6 +335,28 @@ class PolyEPOTrainer(GRPOTrainer):
         results = pending["results"] if self.clusterer is not None else None
         self.group_log.write(group_lines(self.state.global_step, mode, step.prompts, step.texts,
                                          self._summed_rewards(rewards_per_func), advantages, results, step.group_size))
+
+
+    # -- the historical state in checkpoints ----------------------------------------------------
+
+    def _save_checkpoint(self, model, trial):
+        """The answer history goes into the checkpoint first (main process), so a checkpoint that
+        transformers completes always holds it."""
+        if self.answer_history is not None and self.args.should_save:
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            self.answer_history.save_to_checkpoint(folder)
+        super()._save_checkpoint(model, trial)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):
+        """``Trainer.train``; on resume, every process first restores the answer history from the
+        checkpoint (a checkpoint without one is an error, not a fresh start)."""
+        if self.answer_history is not None and resume_from_checkpoint:
+            path = resume_from_checkpoint
+            if isinstance(path, bool):
+                path = get_last_checkpoint(self.args.output_dir)  # None: transformers raises below
+            if path is not None:
+                self.answer_history = AnswerHistory.from_checkpoint(path)
+        return super().train(resume_from_checkpoint, *args, **kwargs)
 
 
 class GroupLogCallback(TrainerCallback):

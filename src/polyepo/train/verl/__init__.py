@@ -3,13 +3,16 @@
 Importing this package imports neither verl nor torch; :func:`register` does. The pieces:
 
 - :mod:`.estimators`: every polyepo estimator in verl's advantage-estimator registry
-  (``poly_epo``, ``dr_grpo``, ``grpo_div``, ``pass_at_k``, ``set_rl``, ``polyepo_grpo``,
-  ``polyepo_rloo``), adapters around :func:`polyepo.groups.group_step`.
+  (``poly_epo``, ``dr_grpo``, ``grpo_div``, ``pass_at_k``, ``set_rl``, ``pkpo``, ``darling``,
+  ``uniqueness``, ``outcome_explore``, ``reinforce_pp_baseline``, and ``polyepo_grpo``,
+  ``polyepo_rloo`` beside verl's own ``grpo`` and ``rloo``), adapters around
+  :func:`polyepo.groups.group_step`.
 - :mod:`.reward`: verl's ``custom_reward_function`` for polyepo rewards (per rollout).
 - :mod:`.groups`: verl's batch -> the group step's inputs (cluster results computed once per
   group on all N responses together, unscorable rows, agent-loop sessions).
 - :mod:`.trainer`: verl's sync trainer + that step, as ``trainer_mode=polyepo_sync``; checks
-  the whole config at start-up.
+  the whole config at start-up; keeps the historical ``outcome_explore``'s answer counts and
+  saves them in verl's checkpoints.
 - :mod:`.settings`: the ``algorithm.polyepo`` config section.
 - ``config/polyepo_trainer.yaml``: verl's ``ppo_trainer`` config with all of the above set;
   ``python -m polyepo.train.verl [hydra overrides]`` runs verl's own ``main_ppo`` on it.

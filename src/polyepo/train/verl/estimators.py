@@ -1,7 +1,10 @@
 """polyepo's advantage estimators inside verl's estimator registry (verl 0.9 ``register_adv_est``).
 
-Each verl estimator here is a thin adapter around :func:`polyepo.groups.group_step`, the code
-the TRL trainer runs too: it turns verl's ``token_level_rewards[B, T]`` into one reward per
+Every polyepo estimator is registered (``grpo``, ``dr_grpo``, ``rloo``, ``grpo_div``,
+``poly_epo``, ``pass_at_k``, ``set_rl``, ``pkpo``, ``darling``, ``uniqueness``,
+``outcome_explore``, ``reinforce_pp_baseline``; docs/estimators.md). Each verl estimator here is a
+thin adapter around :func:`polyepo.groups.group_step`, the code the TRL trainer runs too (so an
+estimator's batch step, such as ``reinforce_pp_baseline``'s whitening, runs over the whole batch): it turns verl's ``token_level_rewards[B, T]`` into one reward per
 row (their sum, as verl's own ``grpo`` does), groups rows by verl's ``index`` (the ``uid`` of
 each row), runs the step, and broadcasts each row's advantage over its response tokens
 (``* response_mask``). Which rows enter the step, as verl's own ``grpo`` decides it:
@@ -24,11 +27,12 @@ estimator by one of two routes, checked in this order:
    (:mod:`polyepo.train.verl.trainer`) around verl's own ``_compute_advantage``. The
    columns carry the uid of every row; the estimator checks them against ``index`` row by
    row and fails loudly if verl ever reorders rows between the two. The step's metrics go
-   back through the same context.
+   back through the same context. So does the state of the historical ``outcome_explore``:
+   the trainer's :class:`polyepo.advantages.AnswerHistory` and a ``prompt_key`` column (the
+   row's problem id, else its prompt text; never verl's ``uid``, which is drawn anew each step).
 
-Names: each estimator keeps its polyepo name (``poly_epo``, ``dr_grpo``, ``grpo_div``,
-``pass_at_k``, ``set_rl``) unless verl has a built-in of that name, in which case it is
-``polyepo_<name>`` (``polyepo_grpo``, ``polyepo_rloo``); see :func:`verl_name`.
+Names: each estimator keeps its polyepo name unless verl has a built-in of that name, in which
+case it is ``polyepo_<name>`` (``polyepo_grpo``, ``polyepo_rloo``); see :func:`verl_name`.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from ...advantages import ESTIMATORS, NEEDS_CLUSTERS
+from ...advantages import ESTIMATORS, NEEDS_CLUSTERS, AnswerHistory, needs_history
 from ...clustering import ClusterResult
 from ...groups import group_rows, group_step
 from .settings import VerlSettings
@@ -57,12 +61,15 @@ class BatchColumns:
         columns: name -> ``[B]`` array (``unscorable`` bool, ``session`` keys, ``cluster_id``
             int64 when ids are given per row, reward extras as objects).
         results: uid -> the :class:`ClusterResult` of that group's entering rows (batch order).
+        history: the trainer's answer counts (historical ``outcome_explore``; with a
+            ``prompt_key`` column), or None.
         metrics: filled by the estimator with the group step's metrics.
     """
 
     uids: np.ndarray
     columns: Mapping[str, np.ndarray]
     results: Mapping[Any, ClusterResult] | None = None
+    history: AnswerHistory | None = None
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -70,16 +77,18 @@ _CURRENT: ContextVar[BatchColumns | None] = ContextVar("polyepo_verl_batch_colum
 
 
 @contextmanager
-def estimator_columns(uids: Any, columns: Mapping[str, Any],
-                      results: Mapping[Any, ClusterResult] | None = None) -> Iterator[BatchColumns]:
-    """Make ``columns`` (row-aligned with ``uids``) and the groups' cluster ``results`` visible
-    to the estimators in this block; the yielded object collects the step's metrics."""
+def estimator_columns(uids: Any, columns: Mapping[str, Any], results: Mapping[Any, ClusterResult] | None = None,
+                      history: AnswerHistory | None = None) -> Iterator[BatchColumns]:
+    """Make ``columns`` (row-aligned with ``uids``), the groups' cluster ``results`` and the
+    answer ``history`` visible to the estimators in this block; the yielded object collects the
+    step's metrics."""
     u = np.asarray(list(uids), dtype=object)
-    cols = {k: np.asarray(v) if k != "session" else np.asarray(list(v), dtype=object) for k, v in columns.items()}
+    cols = {k: np.asarray(v) if k not in ("session", "prompt_key") else np.asarray(list(v), dtype=object)
+            for k, v in columns.items()}
     for name, col in cols.items():
         if col.shape[:1] != u.shape:
             raise ValueError(f"column {name!r} has {col.shape[:1]} rows but there are {u.size} uids")
-    token = _CURRENT.set(BatchColumns(u, cols, None if results is None else dict(results)))
+    token = _CURRENT.set(BatchColumns(u, cols, None if results is None else dict(results), history))
     try:
         yield _CURRENT.get()  # type: ignore[misc]
     finally:
@@ -175,14 +184,15 @@ def verl_estimator(name: str):
                 "estimators: run with trainer.v1.trainer_mode=polyepo_sync and set algorithm.polyepo."
                 "clusterer (or cluster_extra_key); `python -m polyepo.train.verl` does both (docs/verl.md)"
             )
+        options, keys = _state_options(name, settings.estimator_options, batch, rows)
         step_rewards: list[float | None] = rewards[rows].tolist()
         if batch is not None and "unscorable" in batch.columns:
             flags = np.asarray(batch.columns["unscorable"], dtype=bool)[rows]
             step_rewards = [None if f else r for r, f in zip(step_rewards, flags)]
         adv = np.zeros(uids.size)
         if rows.size:
-            step = group_step(step_rewards, uids[rows], clusters, estimator=name,
-                              estimator_options=settings.estimator_options, options=settings.group_options())
+            step = group_step(step_rewards, uids[rows], clusters, estimator=name, estimator_options=options,
+                              options=settings.group_options(), prompt_keys=keys)
             adv[rows] = step.advantages
             if batch is not None:
                 batch.metrics.update(step.metrics)
@@ -194,6 +204,19 @@ def verl_estimator(name: str):
     estimator.__name__ = f"polyepo_verl_{name}"
     estimator.__qualname__ = estimator.__name__
     return estimator
+
+
+def _state_options(name: str, options: Mapping[str, Any], batch: BatchColumns | None, rows: np.ndarray,
+                   ) -> tuple[dict[str, Any], np.ndarray | None]:
+    """The estimator's options plus its state (``history``) and the rows' prompt keys, when it keeps state."""
+    if not needs_history(name, options):
+        return dict(options), None
+    if batch is None or batch.history is None or "prompt_key" not in batch.columns:
+        raise RuntimeError(
+            f"estimator {name!r} with {dict(options)} keeps per-prompt answer counts across steps, which "
+            "only polyepo's trainer holds (and saves in its checkpoints): run with trainer.v1.trainer_mode="
+            "polyepo_sync; `python -m polyepo.train.verl` does (docs/verl.md)")
+    return {**options, "history": batch.history}, np.asarray(batch.columns["prompt_key"], dtype=object)[rows]
 
 
 def register_estimators() -> dict[str, str]:

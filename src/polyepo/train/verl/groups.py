@@ -42,6 +42,8 @@ class BatchRows:
         extras: ``[B]`` the ``reward_extra_info`` dict the reward function returned for each row.
         keys: ``[B]`` verl's TransferQueue keys (``{uid}_{session}_{index}``), or None (one
             output per session).
+        problem_ids: ``[B]`` the dataset row's ``extra_info["problem_id"]`` (None where it has
+            none), or None when not read.
     """
 
     uids: Sequence[Any]
@@ -50,10 +52,12 @@ class BatchRows:
     rewards: np.ndarray
     extras: Sequence[Mapping[str, Any]]
     keys: Sequence[str] | None = None
+    problem_ids: Sequence[str | None] | None = None
 
     def __post_init__(self) -> None:
         B = len(self.uids)
-        for name in ("prompts", "responses", "rewards", "extras") + (("keys",) if self.keys is not None else ()):
+        optional = tuple(name for name in ("keys", "problem_ids") if getattr(self, name) is not None)
+        for name in ("prompts", "responses", "rewards", "extras") + optional:
             if len(getattr(self, name)) != B:
                 raise ValueError(f"BatchRows.{name} has {len(getattr(self, name))} rows but uids has {B}")
 
@@ -167,8 +171,9 @@ def cluster_results(
 def row_columns(rows: BatchRows, none_reward: float | None = None) -> dict[str, np.ndarray]:
     """Per-row columns for the estimator: every reward extra (object arrays, None where a row
     lacks the key), ``unscorable`` (bool: the polyepo reward returned None and no
-    ``none_reward`` scored it), ``session`` (the row's agent-loop session) and
-    ``session_final`` (bool: the session's final output)."""
+    ``none_reward`` scored it), ``session`` (the row's agent-loop session),
+    ``session_final`` (bool: the session's final output) and ``prompt_key`` (the row's problem
+    id, else its prompt text: stable across steps, unlike verl's ``uid``)."""
     B = len(rows.uids)
     columns: dict[str, np.ndarray] = {}
     for key in sorted({k for extra in rows.extras for k in extra}):
@@ -182,6 +187,9 @@ def row_columns(rows: BatchRows, none_reward: float | None = None) -> dict[str, 
     sessions, final = session_finals(rows.keys, B)
     columns["session"] = np.array(sessions, dtype=object)
     columns["session_final"] = final
+    ids = rows.problem_ids if rows.problem_ids is not None else [None] * B
+    columns["prompt_key"] = np.array([str(p) if p is not None else text for p, text in zip(ids, rows.prompts)],
+                                     dtype=object)
     return columns
 
 

@@ -1,7 +1,7 @@
 """Start-up checks of a whole verl config: what would otherwise fail at the first step, or never.
 
 :func:`check_startup` runs when ``polyepo_sync`` starts (:mod:`polyepo.train.verl.trainer`):
-``algorithm.polyepo`` keys and values, estimator options, ``set_size`` against
+``algorithm.polyepo`` keys and values, estimator options (names and values), ``set_size`` against
 ``rollout.n``, and the polyepo reward function, built once (an unknown name or option, or a
 package it needs that is not installed, fails here with the name). No verl import.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...advantages import ESTIMATORS, check_options
+from ...advantages import ESTIMATORS, check_option_values, check_options
 from .reward import reward_function
 from .settings import VerlSettings, plain
 
@@ -50,6 +50,10 @@ def check_startup(config: Any) -> VerlSettings:
         if n is not None and isinstance(size, int) and size > int(n):
             raise ValueError(f"algorithm.polyepo.estimator_options.set_size={size} exceeds "
                              f"actor_rollout_ref.rollout.n={n}: a set is drawn from one prompt's rollouts")
+        try:  # option values too: one made-up group of rollout.n through the estimator
+            check_option_values(name, settings.estimator_options, int(n) if n is not None else 8)
+        except ValueError as e:
+            raise ValueError(f"algorithm.polyepo.estimator_options for {name!r}: {e}") from None
     kwargs = plain(_get(config, "reward.custom_reward_function.reward_kwargs", {}) or {})
     path = str(_get(config, "reward.custom_reward_function.path", "") or "")
     if kwargs.get("reward") and (path.endswith("polyepo.train.verl.reward") or path.endswith("polyepo/train/verl/reward.py")):

@@ -21,11 +21,20 @@ silently later: the ``algorithm.polyepo`` settings and estimator options, ``set_
 ``rollout.n``, the reward function (built once: unknown options and missing packages fail
 here, naming them) and the clusterer.
 
+The historical ``outcome_explore`` keeps per-prompt answer counts across steps: one
+:class:`polyepo.advantages.AnswerHistory` on the driver (here), fed each step's batch with the
+rows' problem ids (``extra_info["problem_id"]``, else the prompt text) as keys, written into
+every checkpoint (``global_step_N/answer_history.json``, before verl marks the checkpoint as
+the latest) and read back when verl resumes (a checkpoint without it is an error). verl's
+validation does not compute advantages, so it never counts.
+
 Relies on (verl 0.9.1, checked by tests/test_verl.py): ``verl.trainer.ppo.v1.PPOTrainerSync``
 and ``register_trainer``; ``PPOTrainer._compute_advantage(batch: KVBatchMeta, metrics)``
 reading rows with ``tq.kv_batch_get(keys=batch.keys, ...)``; the TransferQueue fields
 ``uid``, ``raw_prompt``, ``responses``, ``rm_scores``, ``extra_fields["reward_extra_info"]``,
 the ``is_padding`` tag of verl's synthetic rows and the key format ``{uid}_{session}_{index}``;
+``extra_info`` (the dataset row's, stored by the agent loop), ``_save_checkpoint`` /
+``_load_checkpoint`` and their ``trainer.default_local_dir/global_step_N`` layout;
 for the early clustering, the sync ``ReplayBuffer`` (``self.replay_buffer``) refreshing
 ``finished_keys`` and ``partitions`` in ``_sync_metadata_from_transfer_queue`` at each poll,
 and ``reward_loop_manager.reward_loop_worker_handles`` (not None: rewards are scored during
@@ -36,6 +45,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from typing import Any
 
@@ -46,6 +56,7 @@ from omegaconf import open_dict
 from verl.trainer.ppo.v1 import PPOTrainerSync, register_trainer
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 
+from ...advantages import AnswerHistory, needs_history
 from ...clustering import Clusterer, make_clusterer
 from ...clustering.base import prompt_text
 from ...judge.policy import JudgeUnavailableError
@@ -53,7 +64,7 @@ from .early import EarlyClusters
 from .estimators import estimator_columns
 from .groups import BatchRows, cluster_results, row_columns, scatter_columns
 from .settings import VerlSettings
-from .startup import check_startup
+from .startup import check_startup, polyepo_estimator
 
 log = logging.getLogger("polyepo.train.verl")
 
@@ -78,7 +89,8 @@ def _reward_extras(extra_field: Any) -> dict[str, Any]:
 
 def rows_from_fields(data: Any, tokenizer: Any, keep: np.ndarray, keys: list[str] | None = None) -> BatchRows:
     """:class:`BatchRows` of the rows ``keep`` (bool[B]) of a TransferQueue read of ``ROW_FIELDS``
-    (``keys``: the batch's TransferQueue keys, ``{uid}_{session}_{index}``).
+    (``keys``: the batch's TransferQueue keys, ``{uid}_{session}_{index}``), plus ``extra_info``
+    when the read has it (the problem ids).
 
     ``data``: the TensorDict ``tq.kv_batch_get`` returns, one row per key: ``responses`` and
     ``rm_scores`` as jagged nested tensors (or stacked, when all rows have one length), the
@@ -90,6 +102,10 @@ def rows_from_fields(data: Any, tokenizer: Any, keep: np.ndarray, keys: list[str
     rm_scores = _as_list(data["rm_scores"])
     raw_prompts = list(data["raw_prompt"])
     extra_fields = _as_list(data["extra_fields"])
+    problem_ids = None
+    if "extra_info" in data.keys():
+        infos = [getattr(v, "data", v) for v in _as_list(data["extra_info"])]
+        problem_ids = [(info.get("problem_id") if isinstance(info, dict) else None) for info in (infos[i] for i in idx)]
     return BatchRows(
         uids=[uids[i] for i in idx],
         prompts=[prompt_text(raw_prompts[i]) for i in idx],
@@ -97,7 +113,14 @@ def rows_from_fields(data: Any, tokenizer: Any, keep: np.ndarray, keys: list[str
         rewards=np.array([float(rm_scores[i].double().sum()) for i in idx], dtype=np.float64),
         extras=[_reward_extras(extra_fields[i]) for i in idx],
         keys=None if keys is None else [str(keys[i]) for i in idx],
+        problem_ids=problem_ids,
     )
+
+
+def answer_history_for(config: Any, settings: VerlSettings) -> AnswerHistory | None:
+    """A fresh :class:`AnswerHistory` when ``algorithm.adv_estimator`` with its options keeps one."""
+    name = polyepo_estimator(config.algorithm.adv_estimator)
+    return AnswerHistory() if name is not None and needs_history(name, settings.estimator_options) else None
 
 
 @register_trainer(TRAINER_MODE)
@@ -107,6 +130,8 @@ class PolyEPOTrainerSync(PPOTrainerSync):
     def __init__(self, config: Any) -> None:
         # verl branches on trainer_mode == "sync" (replay buffer, refills): run as "sync".
         settings = check_startup(config)  # bad settings, options or packages fail here, before verl starts workers
+        #: the historical outcome_explore's answer counts (None for every other estimator)
+        self.answer_history = answer_history_for(config, settings)
         with open_dict(config.trainer.v1):
             config.trainer.v1.trainer_mode = "sync"
         super().__init__(config)
@@ -124,7 +149,8 @@ class PolyEPOTrainerSync(PPOTrainerSync):
 
     def _compute_advantage(self, batch: Any, metrics: dict) -> Any:
         settings = VerlSettings.from_config(self.config.algorithm)
-        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=ROW_FIELDS)
+        fields = ROW_FIELDS + (["extra_info"] if self.answer_history is not None else [])
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
         keep = np.array([not tag.get("is_padding", False) for tag in batch.tags], dtype=bool)
         rows = rows_from_fields(data, self.tokenizer, keep, list(batch.keys))
         early: EarlyClusters | None = getattr(self, "_polyepo_early", None)
@@ -138,13 +164,35 @@ class PolyEPOTrainerSync(PPOTrainerSync):
             raise verl_stop(self.config, e) from e
         none_reward = _none_reward(self.config)
         columns = scatter_columns(row_columns(rows, none_reward), np.flatnonzero(keep), len(keep))
-        with estimator_columns(_as_list(data["uid"]), columns, results) as step:
+        with estimator_columns(_as_list(data["uid"]), columns, results, self.answer_history) as step:
             out = super()._compute_advantage(batch, metrics)
         metrics.update(step.metrics)  # the group step's vocabulary (docs/training.md)
         late = results is not None and len(results) > len(spans)
         metrics["polyepo/time_cluster_s"] = cluster_span(spans, (start, start + waited) if late else None)
         metrics["polyepo/time_cluster_wait_s"] = waited
         return out
+
+    def _save_checkpoint(self) -> None:
+        """verl's checkpoint, with the answer history written into it first (before verl marks
+        it as the latest one)."""
+        if self.answer_history is not None:
+            self.answer_history.save_to_checkpoint(_step_folder(self.config, self.global_steps))
+        super()._save_checkpoint()
+
+    def _load_checkpoint(self) -> None:
+        """verl's resume; then the answer history of the checkpoint it resumed from (an error if
+        the checkpoint has none, never a fresh start)."""
+        super()._load_checkpoint()
+        if self.answer_history is not None and self.global_steps > 0:
+            self.answer_history = AnswerHistory.from_checkpoint(_step_folder(self.config, self.global_steps, resuming=True))
+
+
+def _step_folder(config: Any, step: int, *, resuming: bool = False) -> str:
+    """The ``global_step_N`` folder verl saves step ``step`` to, or (``resuming``) the one it
+    resumed from: ``trainer.resume_from_path`` in ``resume_mode=resume_path``."""
+    if resuming and config.trainer.resume_mode == "resume_path":
+        return os.path.abspath(str(config.trainer.resume_from_path))
+    return os.path.join(os.path.abspath(str(config.trainer.default_local_dir)), f"global_step_{step}")
 
 
 def cluster_span(early: list[tuple[float, float]], late: tuple[float, float] | None) -> float:
