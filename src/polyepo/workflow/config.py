@@ -183,10 +183,15 @@ def dump_run_config(cfg: RunConfig, path: Path) -> None:
     path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
+def _empty(value: Any) -> bool:
+    """Unset, or an empty mapping or list (the same settings)."""
+    return value is None or value == {} or value == []
+
+
 def run_differences(cfg: RunConfig, run_dir: Path) -> list[str]:
     """How ``run_dir/run.yaml`` (what the run was trained with) differs from ``cfg``, as
-    ``key: run's -> cfg's`` lines (``output_dir`` and the ``eval`` section aside: they do not
-    change what is trained)."""
+    ``key: run's -> cfg's`` lines (``output_dir``, the ``eval`` section and compare's
+    ``estimators`` aside: they do not change what is trained)."""
     path = run_dir / "run.yaml"
     if not path.is_file():
         return []
@@ -197,7 +202,7 @@ def run_differences(cfg: RunConfig, run_dir: Path) -> list[str]:
     new = cfg.to_dict()
     out = []
     for key in new:
-        if key in ("output_dir", "eval"):
+        if key in ("output_dir", "eval", "estimators"):
             continue
         a, b = old.get(key), new[key]
         if key == "label":  # unset: the estimator's name
@@ -205,7 +210,8 @@ def run_differences(cfg: RunConfig, run_dir: Path) -> list[str]:
             b = cfg.resolved_label()
         if isinstance(a, dict) or isinstance(b, dict):
             a, b = a or {}, b or {}
-            out += [f"{key}.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+            out += [f"{key}.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+                    if a.get(k) != b.get(k) and not (_empty(a.get(k)) and _empty(b.get(k)))]
         elif a != b:
             out.append(f"{key}: {a!r} -> {b!r}")
     return out
