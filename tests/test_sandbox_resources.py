@@ -224,3 +224,22 @@ def test_what_a_killed_pool_leaves_is_removed_by_the_next_one(tmp_path):
     assert not any(os.path.exists(p) for p in left)
     assert not any(os.path.exists(d) for d in cgroups)
 
+
+
+def test_the_server_loads_its_own_modules_only():
+    """Every job forks the server three times: its memory is what each fork copies. Its start
+    skips the packages above the sandbox (rewards, clustering, numpy, yaml ...)."""
+    import subprocess
+    import sys
+
+    from polyepo.rewards.sandbox import pool as pool_module
+
+    probe = ("import polyepo.rewards.sandbox.server, polyepo.rewards.sandbox.supervise\n"
+             "print(sorted(m for m in sys.modules if m.startswith(('numpy', 'yaml', 'polyepo'))))")
+    out = subprocess.run([sys.executable, "-I", "-c", pool_module._PACKAGES + probe, "{}", pool_module._SRC],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    loaded = eval(out.stdout)
+    assert "polyepo.rewards.sandbox.server" in loaded
+    assert not [m for m in loaded if not m.startswith("polyepo.rewards.sandbox") and m not in
+                ("polyepo", "polyepo.rewards")], loaded

@@ -33,7 +33,13 @@ from .jobs import Job, Limits, SandboxResult
 log = logging.getLogger("polyepo.rewards.sandbox")
 
 LEVELS = ("full", "userns", "rlimits")
-_BOOT = "import sys; sys.path.insert(0, sys.argv[2]); from polyepo.rewards.sandbox.server import main; main()"
+#: The server's start: the packages above the sandbox's modules are registered empty (their
+#: ``__init__`` would import the rewards, clustering, numpy ...: memory that every fork of the
+#: server copies), then the server's own modules are imported.
+_PACKAGES = ("import sys, types; s = sys.argv[2]\n"
+             "for name in ('polyepo', 'polyepo.rewards', 'polyepo.rewards.sandbox'):\n"
+             "    m = sys.modules[name] = types.ModuleType(name); m.__path__ = [s + '/' + name.replace('.', '/')]\n")
+_BOOT = _PACKAGES + "from polyepo.rewards.sandbox.server import main; main()"
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # .../polyepo
 _SRC = os.path.dirname(_PACKAGE)
 #: Standard modules imported once by each server, so that runs do not pay for them.
