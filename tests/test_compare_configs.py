@@ -126,6 +126,6 @@ def test_compare_dry_run_end_to_end(toy_base, tmp_path):
     )
     assert out.returncode == 0, out.stderr
     text = out.stdout + out.stderr
-    assert "dry run OK: 8 runs (4 estimators x 2 seeds)" in " ".join(text.split())
+    assert "dry run OK: 8 runs (4 estimator entries x 2 seeds)" in " ".join(text.split())
     for label in ("dr_grpo", "pkpo_loo", "outcome_explore_historical", "reinforce_pp_baseline"):
         assert re.search(rf"{label}\s+[+-]\d\.\d{{3}}.*-> runs/compare-toy/{label}-seed0", text)

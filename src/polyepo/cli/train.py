@@ -160,6 +160,7 @@ def _compare_dry_run(config: str | None, overrides: list[str], names: list[str] 
         s = eval_settings(base)
         console.print(f"eval: splits {', '.join(s['splits'])}, n = {s['sampling']['n']}, limit {s['limit']}, the base model and every run")
     first = True
+    width = max(len(cfg.resolved_label()) for cfg in runs)
     for cfg in runs[::len(seeds)]:  # one group through each entry, with its options (the first seed's)
         info = dry_run(cfg)
         if first:
@@ -168,9 +169,9 @@ def _compare_dry_run(config: str | None, overrides: list[str], names: list[str] 
                           + ("-" if info["clusters"] is None else " ".join(map(str, info["clusters"]))), highlight=False)
             first = False
         adv = info["advantages"]  # the group step's: with the estimator's batch step and state, if any
-        console.print(f"  {cfg.resolved_label():<22} {' '.join(f'{a:+.3f}' for a in adv)}   -> {info['output_dir']}",
+        console.print(f"  {cfg.resolved_label():<{width}} {' '.join(f'{a:+.3f}' for a in adv)}   -> {info['output_dir']}",
                       highlight=False, soft_wrap=True)
-    console.print(f"[bold]dry run OK[/]: {len(runs)} runs ({len(runs) // len(seeds)} estimators x {len(seeds)} seeds), "
+    console.print(f"[bold]dry run OK[/]: {len(runs)} runs ({len(runs) // len(seeds)} estimator entries x {len(seeds)} seed{'s' if len(seeds) > 1 else ''}), "
                   f"model {base.model}, task {base.task}")
 
 
