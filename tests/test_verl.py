@@ -731,3 +731,30 @@ def test_startup_check_on_the_composed_config():
     cfg = compose_config("reward.custom_reward_function.reward_kwargs.reward=math_answer",
                          "algorithm.polyepo.unscorable=zero", "actor_rollout_ref.rollout.n=8")
     assert check_startup(cfg).unscorable == "zero"
+
+
+def test_degenerate_diversity_warns_once_on_verl(caplog):
+    """The TRL trainer's degenerate-diversity watch on verl's advantage step: groups all apart
+    for a window of steps give one warning (logged, and a metric at that step), never a second;
+    groups with a stand-in for failed clustering are left out."""
+    import logging
+
+    from polyepo.clustering.base import ClusterResult
+    from polyepo.train.verl.trainer import PolyEPOTrainerSync
+
+    with registered():
+        cfg = compose_config("algorithm.polyepo.clusterer=prefix", "actor_rollout_ref.rollout.n=8")
+        settings = check_startup(cfg)
+    trainer = object.__new__(PolyEPOTrainerSync)
+    apart = [ClusterResult(ids=list(range(1, 9)), backend="prefix") for _ in range(2)]
+    stand_in = [ClusterResult(ids=[0] * 8, backend="judge", failed=True, policy="zero_diversity")] * 2
+    fired = []
+    with caplog.at_level(logging.WARNING, logger="polyepo.train.verl"):
+        for step in range(1, 9):
+            trainer.global_steps = step
+            metrics: dict = {}
+            trainer._watch_diversity(settings, stand_in if step <= 4 else apart, metrics)
+            fired.append(metrics.get("polyepo/warning_degenerate_diversity"))
+    assert fired == [None] * 7 + [1.0]  # stand-ins are not judged: the window fills at step 8
+    warnings_ = [r.getMessage() for r in caplog.records if "warning:" in r.getMessage()]
+    assert len(warnings_) == 1 and "prefix" in warnings_[0] and "steps 5-8" in warnings_[0]

@@ -59,6 +59,7 @@ from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 from ...advantages import AnswerHistory, needs_history
 from ...clustering import Clusterer, make_clusterer
 from ...clustering.base import prompt_text
+from ...groups.watch import DEGENERATE, DiversityWatch
 from ...judge.policy import JudgeUnavailableError
 from .early import EarlyClusters
 from .estimators import estimator_columns
@@ -167,10 +168,24 @@ class PolyEPOTrainerSync(PPOTrainerSync):
         with estimator_columns(_as_list(data["uid"]), columns, results, self.answer_history) as step:
             out = super()._compute_advantage(batch, metrics)
         metrics.update(step.metrics)  # the group step's vocabulary (docs/training.md)
+        if results is not None:
+            self._watch_diversity(settings, results, metrics)
         late = results is not None and len(results) > len(spans)
         metrics["polyepo/time_cluster_s"] = cluster_span(spans, (start, start + waited) if late else None)
         metrics["polyepo/time_cluster_wait_s"] = waited
         return out
+
+    def _watch_diversity(self, settings: VerlSettings, results: list, metrics: dict) -> None:
+        """The degenerate-diversity warning (:mod:`polyepo.groups.watch`), once per run: logged on
+        the driver and as ``polyepo/warning_degenerate_diversity`` = 1 at the step it fires."""
+        watch: DiversityWatch | None = getattr(self, "_polyepo_watch", None)
+        if watch is None:
+            degenerate = settings.estimator_options.get("degenerate", DEGENERATE)
+            watch = self._polyepo_watch = DiversityWatch(str(settings.clusterer), degenerate=degenerate)
+        message = watch.observe(results, step=getattr(self, "global_steps", None))
+        if message:
+            log.warning("warning: %s", message)
+            metrics["polyepo/warning_degenerate_diversity"] = 1.0
 
     def _save_checkpoint(self) -> None:
         """verl's checkpoint, with the answer history written into it first (before verl marks
