@@ -100,6 +100,27 @@ def test_cli_eval_of_a_run_directory(model_cache, tmp_path):
     assert read_results(run / "eval" / "toy_paths_rare-test-n4-s0.jsonl").header["task"]["options"] == {}
 
 
+def test_cli_eval_of_a_run_directory_samples_as_compare_does(model_cache, tmp_path):
+    """Without sampling options, a run is evaluated with the settings `polyepo compare` used for
+    it (its eval section, the training temperature and completion length), so that the results
+    file compare wrote is found again, not a second one at the global defaults; given options win."""
+    run = make_run(tmp_path, "poly_epo-s0", eval_splits=["test"], model=True,
+                   trainer={"estimator": "poly_epo", "seed": 0, "temperature": 0.7, "max_completion_length": 4},
+                   eval={"splits": ["test"], "n": 3, "limit": 2, "seed": 5})
+    out = cli("eval", str(run), "-q")
+    assert out.returncode == 0, out.stderr
+    assert (f"note: from {run}/run.yaml: n 3, temperature 0.7, max_new_tokens 4, seed 5, limit 2 (its evaluation "
+            "settings, as `polyepo compare` evaluates it; options given here win)") in " ".join(out.stderr.split())
+    res = read_results(run / "eval" / "toy_paths-test-n3-s5.jsonl")
+    assert len(res.problems) == 2 and res.header["sampling"]["temperature"] == 0.7
+    assert res.header["sampling"]["max_new_tokens"] == 4 and res.header["sampling"]["n"] == 3
+    given = cli("eval", str(run), "-q", "-n", "2", "--temperature", "1.0", "--limit", "1")
+    assert given.returncode == 0, given.stderr
+    assert "max_new_tokens 4, seed 5 (its evaluation" in " ".join(given.stderr.split())
+    res = read_results(run / "eval" / "toy_paths-test-n2-s5.jsonl")
+    assert len(res.problems) == 1 and res.header["sampling"]["temperature"] == 1.0 and res.header["sampling"]["n"] == 2
+
+
 # -- report -------------------------------------------------------------------------------------
 
 def results_of(run: Path, split: str, *, task: str = "toy_paths", seed: int = 0) -> Path:

@@ -112,6 +112,13 @@ def quiet_libraries() -> None:
         pass
 
 
+class GivenOptions(dict):
+    """The values of :func:`dataclass_options`' options, defaults included; ``given``: the names
+    set on the command line."""
+
+    given: set[str] = set()
+
+
 def dataclass_options(cls: type, *, into: str, short: dict[str, str] | None = None) -> Callable[[F], F]:
     """Decorator: one command-line option per field of dataclass ``cls`` (``--top-p``; help and
     default from the field, so the setting is defined once), collected into the dict argument
@@ -125,19 +132,24 @@ def dataclass_options(cls: type, *, into: str, short: dict[str, str] | None = No
 
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    defaults = {f.name: field_default(f) for f in dataclasses.fields(cls)}
 
     def decorate(fn: F) -> F:
         sig = inspect.signature(fn, eval_str=True)
         params = [p for p in sig.parameters.values() if p.name != into]
         for f in dataclasses.fields(cls):
             decls = [f"--{f.name.replace('_', '-')}", *([short[f.name]] if short and f.name in short else [])]
-            option = typer.Option(*decls, help=field_help(f))
-            params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=field_default(f),
-                                            annotation=Annotated[hints[f.name], option]))
+            default = field_default(f)  # shown in the help; None as the option's value tells "not given"
+            shown = f" \\[default: {default}]" if default is not None else ""  # "\\[": not rich markup
+            option = typer.Option(*decls, help=field_help(f) + shown, show_default=False)
+            params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                            annotation=Annotated[Optional[hints[f.name]], option]))
 
         @wraps(fn)
         def wrapper(*args, **kwargs):
-            values = {name: kwargs.pop(name) for name in names if name in kwargs}
+            values = GivenOptions({name: kwargs.pop(name) for name in names if name in kwargs})
+            values.given = {name for name, value in values.items() if value is not None}
+            values.update({name: defaults[name] for name, value in values.items() if value is None})
             return fn(*args, **{into: values}, **kwargs)
 
         wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]

@@ -57,7 +57,9 @@ def eval_(
 
     For a training run directory the task, its options, the splits, the reward and the
     clusterer come from its run.yaml unless given (a note says what was taken from where; a
-    given value that contradicts the run is used, with a warning)."""
+    given value that contradicts the run is used, with a warning), and so do the sampling
+    settings and the limit that `polyepo compare` evaluates it with (n 64, the training
+    temperature and completion length, the config's eval section), unless given."""
     from ..evaluate import evaluate, summarize
     from ..evaluate.runner import say
     from ..evaluate.setup import eval_setup
@@ -69,6 +71,7 @@ def eval_(
     if out is not None and len(setup.splits) > 1:
         raise ValueError(f"--out names one results file but {model} is evaluated on splits {', '.join(setup.splits)} "
                          "(its run.yaml): give --split, or leave --out out (one file per split in RUN_DIR/eval/)")
+    sampling, limit = setup.sampling_from_run(sampling, getattr(sampling, "given", set(sampling)), limit)
     say(setup)
     for one in setup.splits:
         path = evaluate(model, split=one, limit=limit, out=out, only_correct=only_correct,

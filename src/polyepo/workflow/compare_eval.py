@@ -33,9 +33,11 @@ def eval_settings(cfg: RunConfig) -> dict[str, Any]:
     bad = [s for s in splits if s not in task.splits]
     if bad:
         raise ConfigError(f"eval.splits {bad} are not splits of task {cfg.task!r}; valid splits: {', '.join(task.splits)}")
-    sampling = {"n": 64, "temperature": cfg.trainer.get("temperature", 1.0),
-                "max_new_tokens": cfg.trainer.get("max_completion_length"),
-                **{k: v for k, v in cfg.eval.items() if k in sampling_keys}}
+    from ..evaluate.setup import run_sampling
+
+    sampling = run_sampling(cfg.trainer, cfg.eval, sampling_keys)
+    sampling.pop("limit", None)
+    sampling.setdefault("max_new_tokens", None)
     try:
         SamplingSettings.from_options(**sampling)
     except (TypeError, ValueError) as e:
