@@ -183,7 +183,7 @@ def test_trainer_registered_and_overrides_one_step():
     cls = get_trainer_cls("polyepo_sync")
     assert issubclass(cls, PPOTrainerSync) and cls.__module__ == "polyepo.train.verl.trainer"
     overridden = {k for k, v in vars(cls).items() if callable(v) and not k.startswith("__")}
-    assert overridden == {"_compute_advantage", "_clusterer", "_save_checkpoint", "_load_checkpoint"}
+    assert overridden == {"_compute_advantage", "_clusterer", "_watch_diversity", "_save_checkpoint", "_load_checkpoint"}
     for name in ("_compute_advantage", "_save_checkpoint", "_load_checkpoint"):
         assert name in vars(verl.trainer.ppo.v1.trainer_base.PPOTrainer)
 
