@@ -746,8 +746,8 @@ def test_degenerate_diversity_warns_once_on_verl(caplog):
         cfg = compose_config("algorithm.polyepo.clusterer=prefix", "actor_rollout_ref.rollout.n=8")
         settings = check_startup(cfg)
     trainer = object.__new__(PolyEPOTrainerSync)
-    apart = [ClusterResult(ids=list(range(1, 9)), backend="prefix") for _ in range(2)]
-    stand_in = [ClusterResult(ids=[0] * 8, backend="judge", failed=True, policy="zero_diversity")] * 2
+    apart = {uid: ClusterResult(ids=list(range(1, 9)), backend="prefix") for uid in ("p0", "p1")}  # as cluster_results
+    stand_in = {uid: ClusterResult(ids=[0] * 8, backend="judge", failed=True, policy="zero_diversity") for uid in ("p0", "p1")}
     fired = []
     with caplog.at_level(logging.WARNING, logger="polyepo.train.verl"):
         for step in range(1, 9):

@@ -175,14 +175,16 @@ class PolyEPOTrainerSync(PPOTrainerSync):
         metrics["polyepo/time_cluster_wait_s"] = waited
         return out
 
-    def _watch_diversity(self, settings: VerlSettings, results: list, metrics: dict) -> None:
-        """The degenerate-diversity warning (:mod:`polyepo.groups.watch`), once per run: logged on
-        the driver and as ``polyepo/warning_degenerate_diversity`` = 1 at the step it fires."""
+    def _watch_diversity(self, settings: VerlSettings, results: dict[Any, Any], metrics: dict) -> None:
+        """The degenerate-diversity warning (:mod:`polyepo.groups.watch`) over the step's
+        ``uid -> ClusterResult``, once per run: logged on the driver and as
+        ``polyepo/warning_degenerate_diversity`` = 1 at the step it fires."""
         watch: DiversityWatch | None = getattr(self, "_polyepo_watch", None)
         if watch is None:
             degenerate = settings.estimator_options.get("degenerate", DEGENERATE)
-            watch = self._polyepo_watch = DiversityWatch(str(settings.clusterer), degenerate=degenerate)
-        message = watch.observe(results, step=getattr(self, "global_steps", None))
+            name = settings.clusterer or f"the reward's {settings.cluster_extra_key!r} extra"
+            watch = self._polyepo_watch = DiversityWatch(str(name), degenerate=degenerate)
+        message = watch.observe(list(results.values()), step=getattr(self, "global_steps", None))
         if message:
             log.warning("warning: %s", message)
             metrics["polyepo/warning_degenerate_diversity"] = 1.0
