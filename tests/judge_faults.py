@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from polyepo.standin.actions import Raw
+from polyepo.standin.server import completion_json, send
+
 
 @dataclass
 class Reply:
@@ -41,16 +44,6 @@ class Status:
     message: str = "injected error"
     headers: dict[str, str] = field(default_factory=dict)
     param: str | None = None
-    delay_s: float = 0.0
-
-
-@dataclass
-class Raw:
-    """Any bytes as the body, with any status and content type."""
-
-    body: bytes
-    code: int = 200
-    content_type: str = "application/json"
     delay_s: float = 0.0
 
 
@@ -174,7 +167,7 @@ class FaultServer:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                 elif isinstance(action, Reply):
-                    self._send(200, completion(body, action.content))
+                    self._send(200, completion_json(body, action.content))
                 elif isinstance(action, Status):
                     error = {"message": action.message, "type": "injected", "param": action.param,
                              "code": action.code}
@@ -182,18 +175,11 @@ class FaultServer:
                 elif isinstance(action, Raw):
                     self._send(action.code, action.body, content_type=action.content_type)
                 else:
-                    self._trickle(action, completion(body, action.content))
+                    self._trickle(action, completion_json(body, action.content))
 
             def _send(self, code: int, payload: bytes, headers: dict[str, str] | None = None,
                       content_type: str = "application/json") -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(payload)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(payload)
-                self.wfile.flush()
+                send(self, code, payload, headers, content_type)
 
             def _trickle(self, action: Trickle, payload: bytes) -> None:
                 self.send_response(200)
@@ -207,17 +193,6 @@ class FaultServer:
                     time.sleep(action.every_s)
 
         return Handler
-
-
-def completion(body: dict[str, Any], content: str) -> bytes:
-    """The JSON of a chat completion whose message is ``content``."""
-    return json.dumps({
-        "id": f"chatcmpl-fault-{time.monotonic_ns()}", "object": "chat.completion", "created": int(time.time()),
-        "model": body.get("model", "fault-judge"),
-        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                     "message": {"role": "assistant", "content": content}}],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-    }).encode()
 
 
 _BLOCK = re.compile(r"<response (\d+)>\n(.*?)\n</response \1>", re.DOTALL)

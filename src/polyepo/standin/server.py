@@ -118,7 +118,7 @@ class ChatServer:
 
             def _answer(self, action: Action, body: dict[str, Any]) -> None:
                 if isinstance(action, Reply):
-                    self._send(200, json.dumps(_completion(body, action)).encode())
+                    self._send(200, completion_json(body, action.content, action.finish_reason))
                 elif isinstance(action, Status):
                     self._send(action.code, _error_body(action.message, action.code), action.headers)
                 else:
@@ -126,15 +126,22 @@ class ChatServer:
 
             def _send(self, code: int, payload: bytes, headers: dict[str, str] | None = None,
                       content_type: str = "application/json") -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(payload)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(payload)
+                send(self, code, payload, headers, content_type)
 
         return Handler
+
+
+def send(handler: BaseHTTPRequestHandler, code: int, payload: bytes, headers: dict[str, str] | None = None,
+         content_type: str = "application/json") -> None:
+    """Answer ``handler``'s request: status, content type and length, ``headers``, ``payload``."""
+    handler.send_response(code)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(payload)))
+    for k, v in (headers or {}).items():
+        handler.send_header(k, v)
+    handler.end_headers()
+    handler.wfile.write(payload)
+    handler.wfile.flush()
 
 
 _default_judge: Any = None
@@ -150,16 +157,17 @@ def _standin(body: dict[str, Any]) -> Action:
     return _default_judge(body)
 
 
-def _completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
-    return {
+def completion_json(body: dict[str, Any], content: str, finish_reason: str = "stop") -> bytes:
+    """The JSON of a chat completion answering request ``body`` with ``content``."""
+    return json.dumps({
         "id": f"chatcmpl-test-{time.monotonic_ns()}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model", "test-model"),
-        "choices": [{"index": 0, "finish_reason": reply.finish_reason, "logprobs": None,
-                     "message": {"role": "assistant", "content": reply.content}}],
+        "choices": [{"index": 0, "finish_reason": finish_reason, "logprobs": None,
+                     "message": {"role": "assistant", "content": content}}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-    }
+    }).encode()
 
 
 def _error_body(message: str, code: int) -> bytes:
