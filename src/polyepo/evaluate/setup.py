@@ -41,17 +41,18 @@ class EvalSetup:
     run_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
-    #: the run's evaluation settings (:func:`run_sampling`: sampling settings and ``limit``), which
-    #: the caller lays under what it was given; empty outside a run directory
-    run_eval: dict[str, Any] = field(default_factory=dict)
+    #: the run's sampling settings (:func:`run_sampling`) and its ``eval.limit``, which the caller
+    #: lays under what it was given; empty and None outside a run directory
+    run_sampling: dict[str, Any] = field(default_factory=dict)
+    run_limit: int | None = None
 
     def sampling_from_run(self, given: dict[str, Any], given_names: set[str], limit: int | None) -> tuple[dict[str, Any], int | None]:
         """``given`` (every sampling setting, defaults included) with the run's values for those
         not in ``given_names``, and the limit (the given one, else the run's); notes what was taken."""
-        run = {k: v for k, v in self.run_eval.items() if k != "limit" and k not in given_names and k in given}
+        run = {k: v for k, v in self.run_sampling.items() if k not in given_names and k in given}
         taken = [f"{k} {v}" for k, v in run.items() if v != given[k]]
-        if limit is None and self.run_eval.get("limit") is not None:
-            limit = int(self.run_eval["limit"])
+        if limit is None and self.run_limit is not None:
+            limit = int(self.run_limit)
             taken.append(f"limit {limit}")
         if taken:
             self.notes.append(f"from {self.run_dir / 'run.yaml'}: {', '.join(taken)} (its evaluation settings, as "
@@ -121,13 +122,11 @@ def _component(what: str, name: str | None, options: dict[str, Any] | None, cfg:
 def run_sampling(trainer: dict[str, Any], eval_section: dict[str, Any], sampling_keys: list[str]) -> dict[str, Any]:
     """How a run is evaluated (``polyepo compare``, and ``polyepo eval RUN_DIR``): n = 64, the
     training temperature and completion length, then the config's ``eval`` section's sampling
-    settings and ``limit`` over them."""
+    settings over them."""
     out: dict[str, Any] = {"n": 64, "temperature": trainer.get("temperature", 1.0)}
     if trainer.get("max_completion_length") is not None:
         out["max_new_tokens"] = trainer["max_completion_length"]
     out.update({k: v for k, v in eval_section.items() if k in sampling_keys})
-    if eval_section.get("limit") is not None:
-        out["limit"] = eval_section["limit"]
     return out
 
 
@@ -166,9 +165,9 @@ def eval_setup(model: str | os.PathLike, task: str | None = None, split: str | N
 
     from .sampling import SamplingSettings
 
-    run_eval = run_sampling(dict(cfg.get("trainer") or {}), dict(cfg.get("eval") or {}),
-                            [f.name for f in fields(SamplingSettings)])
-    return EvalSetup(run_task, options, splits, *rew, *clu, run_dir, notes, flags, run_eval)
+    section = dict(cfg.get("eval") or {})
+    sampling = run_sampling(dict(cfg.get("trainer") or {}), section, [f.name for f in fields(SamplingSettings)])
+    return EvalSetup(run_task, options, splits, *rew, *clu, run_dir, notes, flags, sampling, section.get("limit"))
 
 
 def _splits(cfg: dict[str, Any], task: str, options: dict[str, Any], split: str | None, taken: list[str],

@@ -35,9 +35,7 @@ def eval_settings(cfg: RunConfig) -> dict[str, Any]:
         raise ConfigError(f"eval.splits {bad} are not splits of task {cfg.task!r}; valid splits: {', '.join(task.splits)}")
     from ..evaluate.setup import run_sampling
 
-    sampling = run_sampling(cfg.trainer, cfg.eval, sampling_keys)
-    sampling.pop("limit", None)
-    sampling.setdefault("max_new_tokens", None)
+    sampling = {"max_new_tokens": None, **run_sampling(cfg.trainer, cfg.eval, sampling_keys)}
     try:
         SamplingSettings.from_options(**sampling)
     except (TypeError, ValueError) as e:
