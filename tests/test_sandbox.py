@@ -95,6 +95,11 @@ def test_stdio_exit_codes_and_large_input():
     ("nan\n", "nan", 1e-6, True),  # equal as text
     ("yes 1.0\n", "yes 1", 1e-9, True),
     ("no 1.0\n", "yes 1", 1e-9, False),
+    ("1000000000\n", "1000000007", 1e-6, False),  # integer tokens are exact, whatever the tolerance
+    (f"{2 ** 53}\n", str(2 ** 53 + 1), 0.0, False),  # ... beyond float precision too
+    ("0.30000000000000004\n", "0.3", 1e-9, True),
+    ("7.0\n", "7", 1e-9, True),  # the same number
+    ("0.30001\n", "0.3", 1e-9, False),
 ])
 def test_outputs_match(actual, expected, tol, match):
     assert outputs_match(actual, expected, tol) is match

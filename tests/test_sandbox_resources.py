@@ -166,16 +166,6 @@ def test_unserializable_values_are_counted_by_the_reward():
     assert reward.last_stats["unserializable"] == 2 and reward.last_stats["passed"] == 1
 
 
-def test_stdio_integers_are_exact_and_floats_tolerant():
-    from polyepo.rewards.code import run_stdio_tests
-
-    assert run_stdio_tests("print(1000000000)", [("", "1000000007")], float_tol=1e-6).status == "failed"
-    assert run_stdio_tests(f"print({2 ** 53})", [("", str(2 ** 53 + 1))], float_tol=0.0).status == "failed"
-    assert run_stdio_tests("print(0.1 + 0.2)", [("", "0.3")], float_tol=1e-9).passed
-    assert run_stdio_tests("print(7.0)", [("", "7")], float_tol=1e-9).passed  # the same number
-    assert run_stdio_tests("print(0.30001)", [("", "0.3")], float_tol=1e-9).status == "failed"
-
-
 def test_each_stdio_case_starts_in_an_empty_work_directory():
     from polyepo.rewards.code import run_stdio_tests
 
@@ -192,7 +182,7 @@ def test_a_correct_program_that_forked_passes_whatever_its_children_do(pool):
     assert r.passed, r.detail  # no leftover check stands between a correct program and its pass
 
 
-def test_what_a_killed_pool_leaves_is_removed_by_the_next_one(tmp_path):
+def test_what_a_killed_pool_leaves_is_removed_by_the_next_one():
     import glob
     import os
     import signal

@@ -166,10 +166,6 @@ class ServerCgroup:
         self.inside = False
         self.limits: tuple[int, int] | None = None
 
-    @property
-    def controllers(self) -> list[str]:
-        return [c for h, _ in self.dirs for c in h.controllers]
-
     def _make(self, h: Hierarchy) -> int:
         path = os.path.join(h.parent, self.name)
         if h.version == 2:

@@ -333,18 +333,3 @@ class Decoder:
 def encode(value: object, **kwargs: Any) -> dict:
     """One message for ``value`` (see :class:`Encoder` for the keywords)."""
     return Encoder(**kwargs).message(value)
-
-
-def decode(msg: object, **kwargs: Any) -> object:
-    """The value of one message (see :class:`Decoder`; plain data only by default)."""
-    kwargs.setdefault("make_object", _refuse_object)
-    kwargs.setdefault("handle", _refuse_handle)
-    return Decoder(**kwargs).message(msg)
-
-
-def _refuse_object(name: str) -> object:
-    raise Unserializable(f"a {name} is not plain data")
-
-
-def _refuse_handle(h: object) -> object:
-    raise Unserializable("an object handle where plain data was expected")

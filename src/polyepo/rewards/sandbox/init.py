@@ -37,9 +37,9 @@ from collections.abc import Sequence
 
 from . import _linux as lx
 from . import candidate, tester
+from .protocol import WORKDIR_PREFIX
 from .rootfs import WORKDIR
 
-WORKDIR_PREFIX = "polyepo-run-"  # isolation rlimits: a run's work dir on the host
 
 def run_environment(workdir: str) -> dict[str, str]:
     """The complete environment a program sees."""
@@ -83,7 +83,7 @@ def _one_run(sock: socket.socket, fds: Sequence[int], job: dict, ctx: dict) -> d
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         try:
-            program, test, pids = _spawn_run(fds, job, ctx, workdir)
+            program, test = _spawn_run(fds, job, ctx, workdir)
         finally:
             for fd in fds:  # the run's processes hold their own copies
                 os.close(fd)
@@ -93,17 +93,17 @@ def _one_run(sock: socket.socket, fds: Sequence[int], job: dict, ctx: dict) -> d
     finally:
         _drop_workdir(workdir, ctx)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {**pids, "status": statuses.get(test, -1), "program_status": statuses.get(program) if program != test else None,
+    return {"status": statuses.get(test, -1), "program_status": statuses.get(program) if program != test else None,
             "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
             "max_rss_mb": after.ru_maxrss / 1024}
 
 
-def _spawn_run(fds: Sequence[int], job: dict, ctx: dict, workdir: str) -> tuple[int, int, dict]:
-    """Fork the run's processes: (program pid, the pid whose end ends the run, pids to report)."""
+def _spawn_run(fds: Sequence[int], job: dict, ctx: dict, workdir: str) -> tuple[int, int]:
+    """Fork the run's processes: (program pid, the pid whose end ends the run)."""
     stdin_r, out_w, err_w, rep_w, test_r = fds
     if job["mode"] != "function":
         program = _spawn("candidate", [stdin_r, out_w, err_w], job, ctx, workdir)
-        return program, program, {"pid": program}
+        return program, program
     chan_c, chan_t = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         program = _spawn("candidate", [stdin_r, out_w, err_w, chan_c.fileno()], job, ctx, workdir)
@@ -111,7 +111,7 @@ def _spawn_run(fds: Sequence[int], job: dict, ctx: dict, workdir: str) -> tuple[
     finally:
         chan_c.close()
         chan_t.close()
-    return program, test, {"pid": test, "program_pid": program}
+    return program, test
 
 
 def _fresh_workdir(disk_mb: int, ctx: dict) -> str:

@@ -65,7 +65,7 @@ class Job:
     def messages(self, limits: Limits) -> tuple[dict, dict]:
         """The two frames sent to the server: (program + limits, test secrets)."""
         first = {"mode": self.mode, "program": self.program, "limits": limits.resolved()}
-        second = {"test": self.test, "entry_point": self.entry_point, "strict": self.strict_returns,
+        second = {"test": self.test, "entry_point": self.entry_point,
                   "float_tol": self.float_tol, "helpers": self.helpers,
                   "cases": None if self.cases is None else [asdict(c) for c in self.cases]}
         return first, second

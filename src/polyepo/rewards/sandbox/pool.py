@@ -271,7 +271,7 @@ class SandboxPool:
         if server.degraded and server.degraded != self._degraded:
             self._degraded = dict(server.degraded)
             _warn_once("polyepo sandbox: kernel mechanisms missing at isolation level "
-                       f"{server.level!r}: " + "; ".join(f"{k}: {v}" for k, v in sorted(server.degraded.items()))
+                       f"{server.level!r}: " + self.degraded_text
                        + ". Not covered without them: " + ", ".join(
                            _MISSING_MEANS.get(k.split()[0], k) for k in sorted(server.degraded)) + ".")
 
@@ -394,7 +394,7 @@ def _remove_stale_once() -> None:
     if os.getpid() in _STALE_DONE:
         return
     _STALE_DONE.add(os.getpid())
-    from .cgroups import remove_stale
+    from .cgroups import _start_time, remove_stale
 
     try:
         remove_stale()
@@ -406,19 +406,10 @@ def _remove_stale_once() -> None:
         except OSError:
             continue
         for name in names:
-            for prefix in ("polyepo-run-", STAGING_PREFIX):
+            for prefix in (proto.WORKDIR_PREFIX, STAGING_PREFIX):
                 pid = name[len(prefix):].split("-", 1)[0] if name.startswith(prefix) else ""
-                if pid.isdigit() and not _alive(int(pid)):
+                if pid.isdigit() and _start_time(int(pid)) is None:
                     shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    """``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
 
 
 class _progress:

@@ -14,6 +14,9 @@ import re
 import struct
 from decimal import Decimal, InvalidOperation
 
+#: a run's work directory on the host (isolation rlimits): PREFIX<supervisor>-s<server>-...
+WORKDIR_PREFIX = "polyepo-run-"
+
 _HEADER = struct.Struct(">I")
 MAX_FRAME = 1 << 30
 

@@ -136,7 +136,7 @@ class _Run:
         if self.mode == "function":  # the test process is trusted: it gets the test at once
             pending[test_w] += proto.frame(json.dumps({
                 "test": self.spec.get("test") or "", "entry_point": self.spec.get("entry_point"),
-                "helpers": self.spec.get("helpers"), "strict": bool(self.spec.get("strict"))}).encode())
+                "helpers": self.spec.get("helpers")}).encode())
         if self.case is not None:
             pending[stdin_w] = bytearray(self.case["input"].encode())
         else:

@@ -16,9 +16,6 @@ from typing import Any
 
 from .protocol import outputs_match
 
-#: Error kinds the test process reports and the status each becomes (others: ``error``).
-KIND_STATUS = {"memory": "memory", "unserializable": "unserializable"}
-
 
 def _signal_name(sig: int) -> str:
     try:
@@ -61,12 +58,13 @@ def verdict(run: Any) -> dict:
     cpu = final.get("cpu_s", 0.0)
     if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= limits["cpu_s"] - 0.05):
         return result("timeout", f"CPU-time limit of {limits['cpu_s']:g} s exceeded")
-    if getattr(run, "oom_killed", False):
+    if run.oom_killed:
         return result("memory", f"out of memory: the job's processes together exceeded {limits['memory_mb']} MB")
     kind, text = run.error or ("", "")
-    if kind in KIND_STATUS:
-        return result(KIND_STATUS[kind], f"{text}" if kind == "unserializable" else
-                      f"out of memory (limit {limits['memory_mb']} MB): {text}")
+    if kind == "unserializable":
+        return result("unserializable", text)
+    if kind == "memory":
+        return result("memory", f"out of memory (limit {limits['memory_mb']} MB): {text}")
     if run.mode == "function" and run.failure:
         return result("failed", run.failure)
     if kind == "gone":
