@@ -203,3 +203,15 @@ def test_compare_flags_a_run_trained_otherwise_and_refuses_duplicates(model_cach
     err = capsys.readouterr().err
     assert "done already" in err and f"warning: {run} was trained with other settings than the config gives" in err
     assert "task_options.block_prob: 0.5 -> None; trainer.max_steps: 5 -> 2" in err
+
+
+def test_a_broken_run_yaml_is_a_one_line_error_in_every_command(tmp_path):
+    """eval and report read run.yaml through one reader: the file, the line and column, exit 2."""
+    run = tmp_path / "poly_epo-s0"
+    run.mkdir()
+    (run / "run.yaml").write_text("task: toy_paths\ntrainer: [1\n")
+    for command in (["report", str(run), "--out", str(tmp_path / "rep")], ["eval", str(run), "-q"]):
+        out = cli(*command)
+        assert out.returncode == 2, (command, out.stderr)
+        assert f"error: {run}/run.yaml: not valid YAML: line 3, column 1" in " ".join(out.stderr.split()), out.stderr
+        assert "Traceback" not in out.stderr

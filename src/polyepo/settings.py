@@ -16,6 +16,7 @@ import dataclasses
 import difflib
 import json
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 _MISSING = dataclasses.MISSING
@@ -43,6 +44,27 @@ def parse_value(raw: str) -> Any:
             where = f"column {mark.column + 1}: " if mark is not None else ""
             raise ValueError(f"the value is not valid YAML ({where}{getattr(e, 'problem', None) or e})") from None
     return raw
+
+
+def yaml_problem(e: Exception) -> str:
+    """``line L, column C: what`` of a YAML error (lines and columns counted from 1)."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
+def read_yaml_mapping(path: str | Path, what: str = "a mapping of keys") -> dict[str, Any]:
+    """A YAML file whose top level is a mapping, as a dict (empty file: {}); ValueError naming
+    the file, and the line and column where it breaks, otherwise."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML: {yaml_problem(e)}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the top level must be {what}, got {type(data).__name__}")
+    return data
 
 
 def parse_key_values(pairs: Iterable[str], *, what: str = "option", dotted: bool = False) -> dict[str, Any]:

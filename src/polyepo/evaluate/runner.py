@@ -40,11 +40,10 @@ def run_info(spec: str | os.PathLike, model_path: Path) -> dict[str, Any]:
     info: dict[str, Any] = {"spec": str(spec), "path": str(model_path.resolve())}
     if run_dir is not None:
         info["run_dir"] = str(run_dir.resolve())
-        cfg_file = run_dir / "run.yaml"
-        if cfg_file.is_file():
-            import yaml
+        if (run_dir / "run.yaml").is_file():
+            from .setup import read_run_yaml
 
-            cfg = yaml.safe_load(cfg_file.read_text()) or {}
+            cfg = read_run_yaml(run_dir)
             trainer = cfg.get("trainer") or {}
             info["run"] = {"estimator": trainer.get("estimator"), "seed": trainer.get("seed"),
                            "task": cfg.get("task"), "model": cfg.get("model")}

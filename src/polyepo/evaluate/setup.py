@@ -77,16 +77,9 @@ def find_run_dir(model: str | os.PathLike) -> Path | None:
 
 def read_run_yaml(run_dir: Path) -> dict[str, Any]:
     """A run directory's ``run.yaml`` as a dict (ValueError naming the file when it is not one)."""
-    import yaml
+    from ..settings import read_yaml_mapping
 
-    path = run_dir / "run.yaml"
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: not a run config (a mapping of keys)")
-    return data
+    return read_yaml_mapping(Path(run_dir) / "run.yaml", "a run config (a mapping of keys)")
 
 
 def _fmt(options: dict[str, Any]) -> str:

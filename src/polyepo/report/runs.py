@@ -96,9 +96,9 @@ def run_config(run_dir: Path | None) -> dict[str, Any]:
     """A run directory's ``run.yaml`` as a dict ({} without one)."""
     if run_dir is None or not (run_dir / "run.yaml").is_file():
         return {}
-    import yaml
+    from ..evaluate.setup import read_run_yaml
 
-    return yaml.safe_load((run_dir / "run.yaml").read_text()) or {}
+    return read_run_yaml(run_dir)
 
 
 def load_run(spec: RunSpec, summarize_options: dict[str, Any], split: str | None = None) -> Run | None:

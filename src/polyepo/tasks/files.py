@@ -57,7 +57,8 @@ def read_rows(source: str | os.PathLike, split: str | None = None) -> Located:
 
 
 def _sniff(path: Path) -> str:
-    head = path.read_bytes()[:8]
+    with open(path, "rb") as f:
+        head = f.read(8)
     if head.startswith(b"PAR1"):
         return "parquet"
     if head.startswith(b"\xff\xff\xff\xff") or head.startswith(b"ARROW1"):
@@ -77,8 +78,8 @@ def _objects(rows: list[Any], where: list[str]) -> Located:
     return list(zip(where, rows))
 
 
-def _jsonl(path: Path) -> Located:
-    return [(f"{path}:{i}", obj) for i, obj in numbered_jsonl(path)]
+def _jsonl(path: Path, text: str | None = None) -> Located:
+    return [(f"{path}:{i}", obj) for i, obj in numbered_jsonl(path, text)]
 
 
 def _json(path: Path) -> Located:
@@ -87,7 +88,7 @@ def _json(path: Path) -> Located:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         if e.msg == "Extra data":  # JSON lines under a .json name
-            return _jsonl(path)
+            return _jsonl(path, text)
         raise ValueError(f"{path}:{e.lineno}: not valid JSON (column {e.colno}: {e.msg})") from None
     if isinstance(data, dict):
         lists = [k for k, v in data.items() if isinstance(v, list)]

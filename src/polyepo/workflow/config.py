@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from ..settings import did_you_mean, parse_key_values
+from ..settings import did_you_mean, parse_key_values, read_yaml_mapping
 
 
 class ConfigError(ValueError):
@@ -133,13 +133,6 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _yaml_problem(e: yaml.YAMLError) -> str:
-    """``line L, column C: what`` of a YAML error (lines and columns counted from 1)."""
-    mark = getattr(e, "problem_mark", None)
-    problem = getattr(e, "problem", None) or str(e)
-    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
-
-
 def load_run_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML run config, apply overrides, check every key, coerce scalar types."""
     data: dict[str, Any] = {}
@@ -148,12 +141,9 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | None 
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist")
         try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML: {_yaml_problem(e)}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping of keys, got {type(loaded).__name__}")
-        data = loaded
+            data = read_yaml_mapping(p)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     data = _merge(data, parse_overrides(overrides or []))
     valid = {f.name: f for f in dataclasses.fields(RunConfig)}
     for key in data:
@@ -196,9 +186,9 @@ def run_differences(cfg: RunConfig, run_dir: Path) -> list[str]:
     if not path.is_file():
         return []
     try:
-        old = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError:
-        return [f"{path} is not valid YAML"]
+        old = read_yaml_mapping(path)
+    except ValueError as e:
+        return [str(e)]
     new = cfg.to_dict()
     out = []
     for key in new:
