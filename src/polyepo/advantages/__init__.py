@@ -169,13 +169,8 @@ def check_option_values(name: str, options: Mapping[str, object], group_size: in
     n = max(int(group_size), 2)
     opts = {k: v for k, v in options.items() if k not in RUNTIME_OPTIONS}
     rewards, clusters = np.arange(n) % 2, np.arange(n) % 3 + 1
-    if needs_history(name, opts):
-        history = AnswerHistory()
-        with history.paused():
-            compute_advantages(rewards, clusters, group_sizes=n, estimator=name, short_groups="shrink",
-                               prompt_keys=["check"] * n, history=history, **opts)
-        return
-    compute_advantages(rewards, clusters, group_sizes=n, estimator=name, short_groups="shrink", **opts)
+    extra = {"history": AnswerHistory(), "prompt_keys": ["check"] * n} if needs_history(name, opts) else {}
+    compute_advantages(rewards, clusters, group_sizes=n, estimator=name, short_groups="shrink", **extra, **opts)
 
 
 def group_advantages(estimator: str, rewards, clusters=None, **options) -> np.ndarray:

@@ -43,8 +43,7 @@ def get_batch_hook(fn: Callable[..., np.ndarray]) -> BatchHook | None:
 # ---------------------------------------------------------------------------------------
 
 
-def whiten_batch(advantages: np.ndarray, *, rewards=None, clusters=None, groups=None, epsilon: float = 1e-8,
-                 **_: object) -> np.ndarray:
+def whiten_batch(advantages: np.ndarray, *, epsilon: float = 1e-8, **_: object) -> np.ndarray:
     """``(A - mean A) / sqrt(var A + epsilon)`` over the whole batch, ``var`` unbiased (ddof=1).
 
     verl's ``masked_whiten``, with one entry per rollout; a batch of one rollout gives 0.

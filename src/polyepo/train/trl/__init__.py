@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -65,7 +64,7 @@ from ...groups import GroupOptions, group_step
 from ...groups.watch import DiversityWatch
 from ...settings import help_field
 from .clusters import finish_clustering, resolve_ddp_timeout, start_clustering, wait_limits
-from .group_log import GroupLog, group_lines, log_path
+from .group_log import JsonlLog, group_lines, log_path
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +228,7 @@ class PolyEPOTrainer(GRPOTrainer):
         self._jsonl = JsonlLogCallback(Path(self.args.output_dir) / "log.jsonl") if self.args.log_jsonl else None
         if self._jsonl is not None:
             self.add_callback(self._jsonl)
-        self.group_log = GroupLog(log_path(self.args.output_dir)) if self.args.log_groups else None
+        self.group_log = JsonlLog(log_path(self.args.output_dir)) if self.args.log_groups else None
         if self.group_log is not None:
             self.add_callback(GroupLogCallback(self.group_log))
         name = self.args.clusterer or getattr(clusterer, "name", type(clusterer).__name__)
@@ -252,7 +251,7 @@ class PolyEPOTrainer(GRPOTrainer):
         keys = None
         if self.answer_history is not None:  # every process gets the global batch's keys, in order
             keys = gather_object([prompt_key(x, p) for x, p in zip(inputs, prompts)])
-        self._pending = {"rewards_per_func": rewards_per_func, "results": results or [], "step": step,
+        self._pending = {"rewards_per_func": rewards_per_func, "results": results, "step": step,
                          "prompt_keys": keys, "reward_s": t1 - t0, "cluster_s": cluster_s, "cluster_wait_s": wait_s}
         return rewards_per_func
 
@@ -298,7 +297,7 @@ class PolyEPOTrainer(GRPOTrainer):
         paused = self.answer_history.paused() if self.answer_history is not None and mode == "eval" \
             else contextlib.nullcontext()
         with paused:  # evaluation batches leave the answer counts as they are
-            step = self.group_step(rpf, pending["results"] if self.clusterer is not None else None, G,
+            step = self.group_step(rpf, pending["results"], G,
                                    pending["prompt_keys"])
         adv = step.advantages
         start = self.accelerator.process_index * local
@@ -307,7 +306,7 @@ class PolyEPOTrainer(GRPOTrainer):
         for _ in range(min(len(adv), len(self._logs["advantages"]))):  # replace TRL's logged GRPO advantages
             self._logs["advantages"].pop()
         self._logs["advantages"].extend(adv.tolist())
-        self._log_groups(pending, rpf, adv, mode)
+        self._log_groups(pending, adv, mode)
         metrics = {**step.metrics, "polyepo/time_reward_s": pending["reward_s"],
                    "polyepo/time_cluster_s": pending["cluster_s"], "polyepo/time_cluster_wait_s": pending["cluster_wait_s"]}
         for key, value in metrics.items():  # the group step's vocabulary (docs/training.md)
@@ -326,16 +325,13 @@ class PolyEPOTrainer(GRPOTrainer):
             if self._jsonl is not None:
                 self._jsonl.write({"step": self.state.global_step + 1, "warning": message})
 
-    def _log_groups(self, pending: dict[str, Any], rewards_per_func: torch.Tensor, advantages: np.ndarray,
-                    mode: str) -> None:
+    def _log_groups(self, pending: dict[str, Any], advantages: np.ndarray, mode: str) -> None:
         """Append the step's groups to groups.jsonl (``log_groups``; main process)."""
         step = pending["step"]
         if self.group_log is None or step is None or step.texts is None:
             return
-        results = pending["results"] if self.clusterer is not None else None
         self.group_log.write(group_lines(self.state.global_step, mode, step.prompts, step.texts,
-                                         self._summed_rewards(rewards_per_func), advantages, results, step.group_size))
-
+                                         self.last_rewards, advantages, pending["results"], step.group_size))
 
     # -- the historical state in checkpoints ----------------------------------------------------
 
@@ -362,7 +358,7 @@ class PolyEPOTrainer(GRPOTrainer):
 class GroupLogCallback(TrainerCallback):
     """A resumed run repeats the steps after its checkpoint: drop their groups.jsonl lines first."""
 
-    def __init__(self, log: GroupLog) -> None:
+    def __init__(self, log: JsonlLog) -> None:
         self.log = log
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -374,15 +370,12 @@ class JsonlLogCallback(TrainerCallback):
     """Appends every log event (step + metrics) as one JSON line; only on the main process."""
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+        self.log = JsonlLog(path)
 
     def on_train_begin(self, args, state, control, **kwargs):
         """A resumed run repeats the steps after its checkpoint: drop their old rows first."""
-        if state.is_world_process_zero and self.path.is_file():
-            lines = self.path.read_text().splitlines(keepends=True)
-            keep = [line for line in lines if _log_step(line) <= state.global_step]
-            if len(keep) < len(lines):
-                self.path.write_text("".join(keep))
+        if state.is_world_process_zero:
+            self.log.drop_from(state.global_step + 1)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -391,15 +384,4 @@ class JsonlLogCallback(TrainerCallback):
 
     def write(self, row: dict[str, Any]) -> None:
         """Append one row (a log step, or a warning ``{"step", "warning"}``)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-
-
-def _log_step(line: str) -> float:
-    """The ``step`` of a log.jsonl line (lines without one count as step 0: they are kept)."""
-    try:
-        step = json.loads(line).get("step", 0)
-    except (json.JSONDecodeError, AttributeError):
-        return 0
-    return step if isinstance(step, (int, float)) else 0
+        self.log.write([row])

@@ -47,8 +47,9 @@ def group_lines(step: int, mode: str, prompts: Sequence[str], texts: Sequence[st
     return lines
 
 
-class GroupLog:
-    """Appends :func:`group_lines` to ``path``; :meth:`drop_from` forgets repeated steps."""
+class JsonlLog:
+    """A JSONL file of rows with a ``step`` (log.jsonl, groups.jsonl): :meth:`write` appends,
+    :meth:`drop_from` forgets the steps a resumed run repeats."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -59,7 +60,7 @@ class GroupLog:
             f.writelines(json.dumps(line) + "\n" for line in lines)
 
     def drop_from(self, step: int) -> None:
-        """Remove the lines of batches generated at ``step`` or later (a run resumed at ``step``)."""
+        """Remove the lines of ``step`` or later (lines without a step are kept)."""
         if not self.path.is_file():
             return
         lines = self.path.read_text().splitlines(keepends=True)
