@@ -23,7 +23,6 @@ mean and the longest step, the run's wall time and the judge's status lines. Wha
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from polyepo.advantages import compute_advantages
+from polyepo.io import read_jsonl
 from polyepo.standin import ChatServer, Outage
 from polyepo.standin.judge import StandInJudge
 
@@ -73,10 +73,6 @@ def run_policy(policy: str, *, workdir: Path, steps: int, outage_s: float, after
     if proc.returncode == 0:
         figures.update(summarise(out, proc.stderr))
     return figures
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def dr_grpo_gap(group: dict[str, Any]) -> float:

@@ -5,7 +5,6 @@ checkpoint and the command that continues it, which then does."""
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess
@@ -19,6 +18,7 @@ import pytest
 pytest.importorskip("trl")
 
 from polyepo.advantages import compute_advantages  # noqa: E402
+from polyepo.io import read_jsonl
 from polyepo.standin import ChatServer, Outage  # noqa: E402
 from polyepo.standin.judge import StandInJudge  # noqa: E402
 
@@ -42,10 +42,6 @@ def train(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "polyepo", "train", "--config", str(ROOT / "examples" / "toy.yaml"), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def toy_judge() -> StandInJudge:

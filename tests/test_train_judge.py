@@ -20,6 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from polyepo.advantages import compute_advantages  # noqa: E402
 from polyepo.clustering import make_clusterer  # noqa: E402
+from polyepo.io import read_jsonl  # noqa: E402
 from polyepo.judge import JudgeUnavailableError  # noqa: E402
 from polyepo.rewards import make_reward  # noqa: E402
 from polyepo.standin import ChatServer, Outage  # noqa: E402
@@ -124,10 +125,6 @@ def test_polyepo_train_counts_a_rewards_judge_in_ddp_timeout(chat_server, tmp_pa
     short = load_run_config(example, [f"reward_options={json.dumps(options)}", "trainer.ddp_timeout=600"])
     with pytest.raises(ConfigError, match=r"trainer: ddp_timeout=600 s is too short .* max_wait_s=4000 s"):
         prepare(short)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_a_judge_down_past_max_wait_stops_with_a_checkpoint_then_resumes(toy_base, tmp_path, caplog):

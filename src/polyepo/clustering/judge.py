@@ -28,7 +28,6 @@ Never "all distinct".
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import logging
 import re
@@ -41,6 +40,7 @@ from ..judge.client import JudgeClient, JudgeOutcome, JudgeRequest
 from ..judge.config import JudgeConfig
 from ..judge.policy import FailurePolicy, JudgeFailedError
 from ..judge.replies import InvalidReply, excerpt, parse_json_object, short_repr
+from ..settings import did_you_mean
 from .base import CLUSTERERS, BaseClusterer, ClusterResult, Group, GroupLike, as_group, make_clusterer
 from .code import CANONICAL_MODES, canonicalize_response
 
@@ -174,8 +174,7 @@ class JudgeClusterer(BaseClusterer):
         unknown = sorted(set(judge_options) - set(JudgeConfig.fields()))
         if unknown:
             valid = [*self.OPTIONS, *JudgeConfig.fields()]
-            close = difflib.get_close_matches(unknown[0], valid, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(unknown[0], valid)
             raise ValueError(f"unknown judge option(s) {', '.join(unknown)}{hint}; valid options: {', '.join(valid)}")
         if canonicalize not in CANONICAL_MODES:
             raise ValueError(f"canonicalize must be one of {', '.join(CANONICAL_MODES)}, got {canonicalize!r}")

@@ -257,7 +257,7 @@ class JudgeClient:
         cfg = self.config
         retry = 0
         streak: float | None = None  # when this call's current run of failures began
-        with self._waiting.call(wait, waited) as waiting:
+        with self._waiting.call(waited) as waiting:
             while True:
                 ticket = self._breaker.admit()
                 if ticket is None:

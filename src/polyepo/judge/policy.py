@@ -18,9 +18,10 @@ The feature applies the policy; this module only parses and names it.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from ..settings import did_you_mean
 
 ACTIONS = ("wait", "raise", "neutral", "fallback")
 
@@ -45,15 +46,6 @@ class JudgeUnavailableError(JudgeFailedError):
         self.summary = summary if summary is not None else message
         self.checkpoint = checkpoint
 
-    def __reduce__(self):  # keyword-only fields survive pickling (a multi-process run sends it between ranks)
-        return (_rebuild_unavailable, (type(self), str(self), self.__dict__))
-
-
-def _rebuild_unavailable(cls: type, message: str, state: dict) -> JudgeUnavailableError:
-    error = cls.__new__(cls)
-    JudgeUnavailableError.__init__(error, message)
-    error.__dict__.update(state)
-    return error
 
 
 @dataclass(frozen=True)
@@ -85,8 +77,7 @@ class FailurePolicy:
         if text.startswith("fallback:") and text.split(":", 1)[1].strip():
             return cls("fallback", text.split(":", 1)[1].strip(), neutral_name=names[0])
         valid = [*(["wait"] if allow_wait else []), "raise", *names, "fallback:NAME"]
-        close = difflib.get_close_matches(text, valid, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(text, valid)
         meanings = {"wait": "pause until the judge answers again", "raise": "stop the run",
                     "fallback:NAME": "an offline backend"}
         listed = ", ".join(f"'{v}'" + (f" ({meanings[v]})" if v in meanings else "") for v in valid)

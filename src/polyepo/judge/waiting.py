@@ -38,9 +38,9 @@ class Waiting:
         self._status_at = -math.inf
 
     @contextmanager
-    def call(self, wait: bool, waited: list[float]) -> Iterator[CallWait]:
+    def call(self, waited: list[float]) -> Iterator[CallWait]:
         """The waiting state of one call (``waited[0]`` receives its seconds spent waiting)."""
-        state = CallWait(self, wait)
+        state = CallWait(self)
         try:
             yield state
         finally:
@@ -92,8 +92,8 @@ class Waiting:
 class CallWait:
     """One call's side of :class:`Waiting` (see :meth:`Waiting.call`)."""
 
-    def __init__(self, owner: Waiting, wait: bool) -> None:
-        self.owner, self.wait = owner, wait
+    def __init__(self, owner: Waiting) -> None:
+        self.owner = owner
         self.since: float | None = None
 
     def start(self) -> None:

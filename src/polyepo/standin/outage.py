@@ -38,10 +38,6 @@ class Outage:
         self._over_said = False
         self._lock = threading.Lock()
 
-    @property
-    def ended(self) -> float | None:
-        return None if self.began is None else self.began + self.seconds
-
     def end(self) -> None:
         """End the outage now (or, before it began, call it off)."""
         with self._lock:

@@ -23,7 +23,6 @@ which times out after ``ddp_timeout``: :func:`resolve_ddp_timeout` sets it above
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ DDP_WAIT_MARGIN_S = 300
 def _default_ddp_timeout() -> int:
     from transformers import TrainingArguments
 
-    return next(f.default for f in dataclasses.fields(TrainingArguments) if f.name == "ddp_timeout")
+    return TrainingArguments.ddp_timeout
 
 
 def wait_limits(clusterer: Any = None, clusterer_options: dict[str, Any] | None = None,
