@@ -93,6 +93,19 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
             yield offset, line
 
 
+def read_header(path: str | os.PathLike) -> dict[str, Any]:
+    """The header line of a results file, without reading the rest."""
+    with open(path, encoding="utf-8") as fh:
+        line = fh.readline()
+    try:
+        header = json.loads(line)
+    except json.JSONDecodeError:
+        header = None
+    if not isinstance(header, dict) or header.get("kind") != "header":
+        raise ValueError(f"{path} is not a polyepo results file (no header on line 1)")
+    return header
+
+
 def read_results(path: str | os.PathLike) -> Results:
     """Read a results file (finished or interrupted). Raises ValueError on a foreign file."""
     path = Path(path)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..evaluate.results import read_results
+from ..evaluate.results import read_header
 from .render import Block, to_html, to_markdown
 from .runs import Run, RunSpec, check_comparable, combine, group, load_run
 from .select import Selection, select_runs
@@ -44,7 +44,7 @@ def _load(specs: list[tuple[str, RunSpec]], options: dict[str, Any], split: str 
         run = load_run(spec, options, split)
         kept[named] = kept.get(named, False) or run is not None
         if run is None:
-            splits.setdefault(named, []).append(read_results(spec.results).header["task"]["split"])
+            splits.setdefault(named, []).append(read_header(spec.results)["task"]["split"])
         else:
             loaded.append(run)
     dropped = [n for n, ok in kept.items() if not ok]
@@ -107,6 +107,7 @@ def build_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     evaluated = group([r for r in loaded if r.summary is not None])
+    gains = coverage_gains(evaluated)  # once: the report's table and metrics.json
     blocks: list[Block] = [Block("h1", title)]
     if evaluated:
         first = next(iter(evaluated.values()))[0]
@@ -115,7 +116,7 @@ def build_report(
         blocks.append(Block("p", "± is one standard error: across the runs of a label when it has several "
                                  "(e.g. seeds), else over problems (std / √P). Bootstrap standard errors and "
                                  "every k are in `metrics.json`."))
-        blocks += _coverage_section(evaluated, n)
+        blocks += _coverage_section(gains, n)
         blocks += [Block("h2", "Coverage: pass@k"), _img(plot_curves(
             evaluated, "pass_at_k", "pass@k", f"pass@k, n = {n} samples per problem, {s.problems} problems",
             out / "pass_at_k.png", probability=True, failure_panel=True),
@@ -140,7 +141,7 @@ def build_report(
     blocks += _runs_section(loaded, notes)
     (out / "report.md").write_text(to_markdown(blocks))
     (out / "report.html").write_text(to_html(blocks, out, title))
-    (out / "metrics.json").write_text(json.dumps(_finite(_metrics(evaluated, loaded)), indent=1))
+    (out / "metrics.json").write_text(json.dumps(_finite(_metrics(evaluated, loaded, gains)), indent=1))
     return out / "report.md"
 
 
@@ -205,8 +206,7 @@ def coverage_gains(groups: dict[str, list[Run]]) -> dict[str, list[dict[str, int
             for label, rs in groups.items() if label != BASE_LABEL}
 
 
-def _coverage_section(groups: dict[str, list[Run]], n: int) -> list[Block]:
-    gains = coverage_gains(groups)
+def _coverage_section(gains: dict[str, list[dict[str, int]]], n: int) -> list[Block]:
     if not gains:
         return []
     rows = []
@@ -256,7 +256,7 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def _metrics(groups: dict[str, list[Run]], runs: list[Run]) -> dict[str, Any]:
+def _metrics(groups: dict[str, list[Run]], runs: list[Run], gains: dict[str, list[dict[str, int]]]) -> dict[str, Any]:
     labels = {}
     for label, rs in groups.items():
         entry: dict[str, Any] = {"runs": [r.name for r in rs]}
@@ -268,7 +268,7 @@ def _metrics(groups: dict[str, list[Run]], runs: list[Run]) -> dict[str, Any]:
         entry["distinct_correct"] = dict(zip(("mean", "se", "se_over"), combine(
             [r.summary.distinct_correct.mean for r in rs], [r.summary.distinct_correct.se for r in rs])))
         labels[label] = entry
-    for label, gs in coverage_gains(groups).items():
+    for label, gs in gains.items():
         labels[label]["coverage_gain"] = gs
     return {"labels": labels, "runs": [{"label": r.label, "name": r.name, "run_dir": str(r.run_dir or ""),
                                         "summary": r.summary.to_dict() if r.summary else None} for r in runs]}

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluate.results import Results, read_results
+from ..evaluate.results import Results, read_header, read_results
 from ..evaluate.summary import Summary, summarize
 
 #: What must be equal across runs for their numbers to be comparable (header path, meaning).
@@ -104,9 +104,9 @@ def run_config(run_dir: Path | None) -> dict[str, Any]:
 def load_run(spec: RunSpec, summarize_options: dict[str, Any], split: str | None = None) -> Run | None:
     """Read a spec's results (summarized with ``summarize_options``) and training log; None when
     ``split`` is given and the results are of another split."""
+    if split is not None and spec.results is not None and read_header(spec.results)["task"]["split"] != split:
+        return None  # (another split's samples are not read)
     res = read_results(spec.results) if spec.results is not None else None
-    if split is not None and res is not None and res.header["task"]["split"] != split:
-        return None
     run_dir = spec.run_dir
     if run_dir is None and res is not None and res.header.get("model_info", {}).get("run_dir"):
         candidate = Path(res.header["model_info"]["run_dir"])

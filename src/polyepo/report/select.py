@@ -12,13 +12,13 @@ name given twice, is an error: nothing named is ever dropped silently.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..evaluate.results import read_header
 from .runs import RunSpec, check_comparable_headers, run_config
 
 #: What a report is built from: the caller's text (a named file) or a spec (from a run directory).
@@ -43,19 +43,6 @@ class Selection:
 
     by_split: dict[str | None, list[Entry]]
     notes: list[str]
-
-
-def read_header(path: Path) -> dict[str, Any]:
-    """The header line of a results file (the whole file is read once it is chosen)."""
-    with open(path, encoding="utf-8") as fh:
-        line = fh.readline()
-    try:
-        header = json.loads(line)
-    except json.JSONDecodeError:
-        header = None
-    if not isinstance(header, dict) or header.get("kind") != "header":
-        raise ValueError(f"{path} is not a polyepo results file (no header on line 1)")
-    return header
 
 
 def _named(runs: Sequence[Entry | os.PathLike]) -> list[Named]:
