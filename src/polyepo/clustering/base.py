@@ -72,6 +72,12 @@ def as_group(obj: GroupLike) -> Group:
     raise ValueError(f"a group is a Group, a (prompt, responses) tuple or a mapping, got {type(obj).__name__}")
 
 
+def prompt_key(problem_id: Any, prompt: Any) -> str:
+    """The key of a prompt that stays the same across steps: its problem id, else the prompt
+    text (what the historical ``outcome_explore`` counts answers per; TRL, verl, dry runs)."""
+    return str(problem_id) if problem_id is not None else prompt_text(prompt)
+
+
 def prompt_text(prompt: Any) -> str:
     """The text a clusterer sees as the prompt: the string itself, or the user turns of a chat
     (joined by blank lines; every turn's content when there is no user turn).

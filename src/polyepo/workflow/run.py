@@ -245,10 +245,10 @@ def dry_run(cfg: RunConfig) -> dict[str, Any]:
         results, _ = cluster_groups(prep.clusterer, [Group(prompt_text(prompt), completions, context)])
     options, keys, paused = args.estimator_kwargs(), None, contextlib.nullcontext()
     if needs_history(args.estimator, options):  # the historical outcome_explore: a fresh history, nothing recorded
-        from ..train.trl import prompt_key
+        from ..clustering.base import prompt_key
 
         history = AnswerHistory()
-        options, keys, paused = {**options, "history": history}, [prompt_key(row, prompt)] * len(completions), history.paused()
+        options, keys, paused = {**options, "history": history}, [prompt_key(row.get("problem_id"), prompt)] * len(completions), history.paused()
     with paused:
         step = group_step(rewards, [0] * len(completions), results, estimator=args.estimator,
                           estimator_options=options, options=args.group_options(), prompt_keys=keys)

@@ -59,7 +59,7 @@ from ...advantages import (
     shared_option_default,
 )
 from ...clustering import ClusterResult, make_clusterer
-from ...clustering.base import prompt_text
+from ...clustering.base import prompt_key
 from ...groups import GroupOptions, group_step
 from ...groups.watch import DiversityWatch
 from ...settings import help_field
@@ -192,13 +192,6 @@ def check_report_to(report_to: Any) -> None:
                              f"installed: {', '.join(available) or 'none'}")
 
 
-def prompt_key(row: dict[str, Any], prompt: Any) -> str:
-    """The key of a row's prompt that stays the same across steps: its ``problem_id``, else the
-    prompt text (what the historical ``outcome_explore`` counts answers per)."""
-    pid = row.get("problem_id")
-    return str(pid) if pid is not None else prompt_text(prompt)
-
-
 class PolyEPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` whose advantages come from a polyepo estimator over complete groups.
 
@@ -250,7 +243,7 @@ class PolyEPOTrainer(GRPOTrainer):
             self._pending_extra_logs["cluster"].extend(clusters[start:start + len(prompts)])
         keys = None
         if self.answer_history is not None:  # every process gets the global batch's keys, in order
-            keys = gather_object([prompt_key(x, p) for x, p in zip(inputs, prompts)])
+            keys = gather_object([prompt_key(x.get("problem_id"), p) for x, p in zip(inputs, prompts)])
         self._pending = {"rewards_per_func": rewards_per_func, "results": results, "step": step,
                          "prompt_keys": keys, "reward_s": t1 - t0, "cluster_s": cluster_s, "cluster_wait_s": wait_s}
         return rewards_per_func

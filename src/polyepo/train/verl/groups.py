@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ...clustering import Clusterer, ClusterResult
-from ...clustering.base import Group
+from ...clustering.base import Group, prompt_key
 from ...groups import cluster_groups, group_rows, results_from_ids
 from .settings import VerlSettings
 
@@ -188,8 +188,7 @@ def row_columns(rows: BatchRows, none_reward: float | None = None) -> dict[str, 
     columns["session"] = np.array(sessions, dtype=object)
     columns["session_final"] = final
     ids = rows.problem_ids if rows.problem_ids is not None else [None] * B
-    columns["prompt_key"] = np.array([str(p) if p is not None else text for p, text in zip(ids, rows.prompts)],
-                                     dtype=object)
+    columns["prompt_key"] = np.array([prompt_key(p, text) for p, text in zip(ids, rows.prompts)], dtype=object)
     return columns
 
 
