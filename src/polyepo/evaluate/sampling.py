@@ -10,6 +10,7 @@ file are the whole story.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -121,6 +122,25 @@ class Samples:
 SINGLE_THREAD_BELOW = 20_000_000
 
 
+def is_tiny(model: Any) -> bool:
+    """Fewer parameters than :data:`SINGLE_THREAD_BELOW`: one CPU thread is fastest."""
+    return sum(p.numel() for p in model.parameters()) < SINGLE_THREAD_BELOW
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """torch's CPU threads set to ``threads`` inside (None: unchanged), restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class TransformersSampler:
     """Samples with ``model.generate`` on CUDA if available, else CPU (float32).
 
@@ -145,7 +165,7 @@ class TransformersSampler:
             if bar:
                 hf_logging.enable_progress_bar()
         self.model.to(self.device).eval()
-        if threads is None and sum(p.numel() for p in self.model.parameters()) < SINGLE_THREAD_BELOW:
+        if threads is None and is_tiny(self.model):
             threads = 1
         self.threads = threads
         tok = self.tokenizer
@@ -175,16 +195,11 @@ class TransformersSampler:
         greedy = settings.temperature == 0
         kwargs = dict(do_sample=False) if greedy else dict(
             do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
-        threads = torch.get_num_threads()
-        try:
-            if self.threads:
-                torch.set_num_threads(self.threads)
-            with torch.random.fork_rng(devices=[self.device] if self.device == "cuda" else []), torch.no_grad():
-                torch.manual_seed(seed)
-                out = self.model.generate(input_ids=ids, attention_mask=mask,
-                                          max_new_tokens=settings.max_new_tokens, **kwargs)
-        finally:
-            torch.set_num_threads(threads)
+        with torch_threads(self.threads), torch.no_grad(), \
+                torch.random.fork_rng(devices=[self.device] if self.device == "cuda" else []):
+            torch.manual_seed(seed)
+            out = self.model.generate(input_ids=ids, attention_mask=mask,
+                                      max_new_tokens=settings.max_new_tokens, **kwargs)
         new = out[:, ids.shape[1]:].tolist()
         eos = set(self.eos_ids)
         num_tokens, finished = [], []

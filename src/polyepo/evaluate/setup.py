@@ -170,12 +170,17 @@ def _splits(cfg: dict[str, Any], task: str, options: dict[str, Any], split: str 
         if split == train_split:
             flags.append(f"split {split} is the split the run trained on ({where})")
         return [split]
-    declared = (cfg.get("eval") or {}).get("splits")
-    if declared:
-        taken.append(f"splits {', '.join(map(str, declared))} (eval.splits)")
-        return [str(s) for s in declared]
     from ..tasks import load_task
 
-    splits = [s for s in load_task(task, **options).splits if s != train_split] or [train_split]
-    taken.append(f"splits {', '.join(splits)} (the task's splits other than train_split {train_split})")
+    splits, source = eval_splits((cfg.get("eval") or {}).get("splits"), load_task(task, **options).splits, train_split)
+    taken.append(f"splits {', '.join(splits)} ({source})")
     return splits
+
+
+def eval_splits(declared: Any, task_splits: Any, train_split: str) -> tuple[list[str], str]:
+    """The splits a run is evaluated on, and where they come from: ``eval.splits``, else the
+    task's splits other than ``train_split`` (else ``train_split`` itself)."""
+    if declared:
+        return [str(s) for s in declared], "eval.splits"
+    return ([s for s in task_splits if s != train_split] or [train_split],
+            f"the task's splits other than train_split {train_split}")

@@ -29,18 +29,19 @@ def eval_settings(cfg: RunConfig) -> dict[str, Any]:
     if unknown:
         raise ConfigError(unknown_keys_message(unknown, [*EVAL_KEYS, *sampling_keys], what="eval key", where="compare"))
     task = load_task(cfg.task, **cfg.task_options)
-    splits = cfg.eval.get("splits") or [s for s in task.splits if s != cfg.train_split] or [cfg.train_split]
+    from ..evaluate.setup import eval_splits, run_sampling
+
+    splits, source = eval_splits(cfg.eval.get("splits"), task.splits, cfg.train_split)
     bad = [s for s in splits if s not in task.splits]
     if bad:
         raise ConfigError(f"eval.splits {bad} are not splits of task {cfg.task!r}; valid splits: {', '.join(task.splits)}")
-    from ..evaluate.setup import run_sampling
-
     sampling = {"max_new_tokens": None, **run_sampling(cfg.trainer, cfg.eval, sampling_keys)}
     try:
         SamplingSettings.from_options(**sampling)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"eval: {e}") from None
-    return {"splits": list(splits), "limit": cfg.eval.get("limit"), "ks": cfg.eval.get("ks"), "sampling": sampling}
+    return {"splits": splits, "splits_from": source, "limit": cfg.eval.get("limit"), "ks": cfg.eval.get("ks"),
+            "sampling": sampling}
 
 
 def evaluate_and_report(cfg: RunConfig, run_dirs: list[Path], root: Path) -> Path:
@@ -52,7 +53,7 @@ def evaluate_and_report(cfg: RunConfig, run_dirs: list[Path], root: Path) -> Pat
     kw = dict(task=cfg.task, task_options=cfg.task_options, reward=cfg.reward, reward_options=cfg.reward_options or None,
               clusterer=cfg.clusterer, clusterer_options=cfg.clusterer_options or None, limit=s["limit"], **s["sampling"])
     n, seed = s["sampling"]["n"], s["sampling"].get("seed", 0)
-    source = "eval.splits" if cfg.eval.get("splits") else f"the task's splits other than train_split {cfg.train_split}"
+    source = s["splits_from"]
     options = f" {cfg.task_options}" if cfg.task_options else ""
     console.print(f"evaluating from the config: task {cfg.task}{options}, splits {', '.join(s['splits'])} ({source}), "
                   f"n {n}; the base model {cfg.model} and {len(run_dirs)} runs", highlight=False, soft_wrap=True)

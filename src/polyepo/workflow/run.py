@@ -161,19 +161,11 @@ def tiny_model_threads(model: Any):
     """Train a model under 20 M parameters on the CPU with one thread, as evaluation samples it:
     for a model this small the second thread only waits (0.2-0.3 s per toy step with one thread,
     1.5-3.3 s with two, on a busy 2-core machine)."""
-    import torch
+    from ..evaluate.sampling import is_tiny, torch_threads
 
-    from ..evaluate.sampling import SINGLE_THREAD_BELOW
-
-    threads = torch.get_num_threads()
-    params = list(model.parameters())
-    small = params[0].device.type == "cpu" and sum(p.numel() for p in params) < SINGLE_THREAD_BELOW
-    try:
-        if small:
-            torch.set_num_threads(1)
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    with torch_threads(1 if on_cpu and is_tiny(model) else None):
         yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def train(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False) -> Path:
